@@ -1,0 +1,1 @@
+"""Container formats for GVC streams (Matroska mapping, GVC bitstream framing)."""

@@ -1,0 +1,153 @@
+"""Open GVC streams for writing or reading, as Matroska (.mkv) or raw elementary stream (.gvc).
+
+Both carry the same unit bytes: the sequence header unit is the Matroska track's codec-private data
+(after the BITMAPINFOHEADER), each GOP unit one Matroska block.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import BinaryIO, Iterator
+
+from gvc.errors import BitstreamError, InputError
+
+from .bitstream import GopUnit, SequenceHeader, UnitReader, parse_unit
+
+EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+
+
+def _is_stdio(path) -> bool:
+    return str(path) == "-"
+
+
+class StreamWriter:
+    """Writes a header then GOP units; ``fmt`` is "mkv" or "gvc" (default: from the file name)."""
+
+    def __init__(self, path, header: SequenceHeader, *, fmt: str | None = None, tags: dict[str, str] | None = None):
+        self.header = header
+        fmt = fmt or ("gvc" if _is_stdio(path) or str(path).endswith(".gvc") else "mkv")
+        if fmt not in ("mkv", "gvc"):
+            raise InputError(f"unknown output format {fmt!r} (mkv or gvc)")
+        self.fmt = fmt
+        self._own = not _is_stdio(path) and not hasattr(path, "write")
+        try:
+            self._file: BinaryIO = sys.stdout.buffer if _is_stdio(path) else (path if hasattr(path, "write") else open(path, "wb"))
+        except OSError as e:
+            raise InputError(f"cannot write {path}: {e.strerror}") from None
+        head = header.to_bytes()
+        if fmt == "mkv":
+            from .matroska import MatroskaWriter
+
+            self._mkv = MatroskaWriter(self._file, width=header.width, height=header.height, fps=header.fps,
+                                       codec_private=head, tags=tags or {})
+        else:
+            self._mkv = None
+            self._write_raw(head)
+
+    def _write_raw(self, data: bytes) -> None:
+        try:
+            self._file.write(data)
+        except BrokenPipeError:
+            raise InputError("output pipe closed") from None
+
+    def write(self, unit: GopUnit, pts: int, duration: int) -> int:
+        data = unit.to_bytes()
+        if self._mkv is not None:
+            from .matroska import MkvPacket
+
+            self._mkv.write(MkvPacket(data, pts, duration, unit.keyframe))
+        else:
+            self._write_raw(data)
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            if self._mkv is not None:
+                self._mkv.close()
+            self._file.flush()
+        except BrokenPipeError:
+            raise InputError("output pipe closed") from None
+        finally:
+            if self._own:
+                self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@dataclass
+class StreamInfo:
+    header: SequenceHeader
+    fmt: str
+    tags: dict
+    file_bytes: int | None
+
+
+class StreamReader:
+    """Reads a header and then yields, per GOP, a parsed :class:`GopUnit` or a BitstreamError for a
+    damaged one (so the caller can conceal it and go on)."""
+
+    def __init__(self, path):
+        self._close = None
+        if _is_stdio(path):
+            self._open_elementary(sys.stdin.buffer, None)
+            return
+        if not os.path.exists(path):
+            raise InputError(f"no such file: {path}")
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        size = os.path.getsize(path)
+        if magic == EBML_MAGIC:
+            from .matroska import MatroskaReader
+
+            self._mkv = MatroskaReader(path)
+            self._close = self._mkv.close if hasattr(self._mkv, "close") else None
+            header = SequenceHeader.from_bytes(self._mkv.codec_private)
+            self.info = StreamInfo(header, "mkv", dict(self._mkv.tags), size)
+        elif magic == b"GVCU":
+            f = open(path, "rb")
+            self._close = f.close
+            self._open_elementary(f, size)
+        else:
+            raise BitstreamError(f"{path} is neither a GVC Matroska file nor a GVC elementary stream")
+
+    def _open_elementary(self, f: BinaryIO, size: int | None) -> None:
+        self._mkv = None
+        self._units = iter(UnitReader(f))
+        first = next(self._units, None)
+        if first is None:
+            raise BitstreamError("empty stream")
+        if isinstance(first, BitstreamError):
+            raise BitstreamError(f"sequence header damaged: {first}")
+        self.info = StreamInfo(SequenceHeader.from_bytes(first), "gvc", {}, size)
+
+    @property
+    def header(self) -> SequenceHeader:
+        return self.info.header
+
+    def units(self) -> Iterator[GopUnit | BitstreamError]:
+        raw = (p.data for p in self._mkv.packets()) if self._mkv is not None else self._units
+        for data in raw:
+            if isinstance(data, BitstreamError):
+                yield data
+                continue
+            try:
+                yield GopUnit.from_bytes(data)
+            except BitstreamError as e:
+                yield e
+
+    def close(self) -> None:
+        if self._close:
+            self._close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,208 @@
+"""`gvc` command line: encode, decode, info.
+
+    gvc encode in.mp4 -o out.mkv [--mode i2v] [--quality 8] [--prior default]
+    gvc decode out.mkv -o out.y4m|out.mp4|-
+    gvc info out.mkv [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from contextlib import contextmanager
+
+from . import __version__
+from .config import MAX_QUALITY, MODES, CodecConfig
+from .errors import GVCError
+
+
+def add_encode_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("codec")
+    g.add_argument("--mode", choices=MODES, default="i2v",
+                   help="t2v: indices only; i2v: coded first frame, GOPs chained (default); flf2v: first+last anchors")
+    g.add_argument("--quality", type=int, default=8, metavar="M",
+                   help=f"atoms per step and latent frame, 1..{MAX_QUALITY}: the bitrate knob (default 8; K follows a fixed ladder)")
+    g.add_argument("--target-kbps", type=float, metavar="KBPS", help="choose the knob per GOP to hit this bitrate at the input's frame rate")
+    g.add_argument("--prior", default="default", help="'default', 'analytic', or a local folder with Wan2.1 Diffusers weights")
+    g.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    g.add_argument("--frames", type=int, metavar="N", help="encode at most N frames")
+    g.add_argument("--gop-length", type=int, default=33, help="frames per GOP (default 33; must be valid for the prior)")
+    g.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
+    g.add_argument("--ode-tail", type=int, default=3, help="final steps without noise, carrying no bits (default 3)")
+    g.add_argument("--gamma", type=float, default=3.0, help="SDE diffusion scale γ (default 3.0)")
+    g.add_argument("--shift", type=float, default=3.0, help="timestep shift (default 3.0)")
+    g.add_argument("--seed", type=int, default=0, help="codebook and initial-noise seed (default 0)")
+    g.add_argument("--prompt", default="", help="T2V text prompt stored in the stream (default empty)")
+    g.add_argument("--residual-step", type=float, default=0.35,
+                   help="I2V tail-latent residual quantiser step; 0 disables the residual (default 0.35)")
+    g.add_argument("--anchor-quality", type=float, default=50.0, help="anchor image quality 0..100 (default 50)")
+    g.add_argument("--anchor-codec", default=None, help="anchor image codec (default: the best measured one)")
+    o = p.add_argument_group("output")
+    o.add_argument("--format", choices=("mkv", "gvc"), help="container (default: from the output name; '-' is gvc)")
+    o.add_argument("--stats-json", metavar="FILE", help="write bytes, bits, bpp, kbps, PSNR and per-GOP figures as JSON")
+    o.add_argument("--recon", metavar="FILE.y4m", help="write the encoder's reconstruction (the decoder reproduces it)")
+    o.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+
+
+def config_from_args(a: argparse.Namespace) -> CodecConfig:
+    return CodecConfig(
+        mode=a.mode, quality=a.quality, gop_length=a.gop_length, steps=a.steps, ode_tail=a.ode_tail,
+        gamma=a.gamma, shift=a.shift, seed=a.seed, prompt=a.prompt,
+        residual_step=a.residual_step or None, anchor_quality=a.anchor_quality, anchor_codec=a.anchor_codec,
+    ).validate()
+
+
+@contextmanager
+def atomic_output(path: str):
+    """Write to PATH.part and rename on success, so an interrupted run never leaves a half file."""
+    if path == "-" or hasattr(path, "write"):
+        yield path
+        return
+    tmp = f"{path}.part"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def run_encode(a: argparse.Namespace, source) -> dict:
+    from ffmpeg_bridge.video_io import VideoReader, VideoWriter
+
+    from .pipeline import encode_stream
+
+    config = config_from_args(a)
+    if a.frames is not None and a.frames < 1:
+        raise GVCError("--frames must be at least 1")
+    with VideoReader(source, max_frames=a.frames) as reader, atomic_output(a.output) as out:
+        recon = None
+        if a.recon:
+            i = reader.info
+            recon = VideoWriter(a.recon, width=i.width, height=i.height, fps=i.fps)
+        try:
+            report = encode_stream(reader, out, config, prior=a.prior, device=a.device, max_frames=a.frames,
+                                   target_kbps=a.target_kbps, recon_writer=recon, quiet=a.quiet, fmt=a.format)
+        finally:
+            if recon is not None:
+                recon.close()
+    size = os.path.getsize(a.output) if a.output != "-" else None
+    stats = report.as_dict(size)
+    if a.stats_json:
+        with open(a.stats_json, "w") as f:
+            json.dump(stats, f, indent=2)
+    if not a.quiet:
+        print(f"{a.output}: {stats['bytes']} bytes, {stats['frames']} frames {stats['width']}x{stats['height']}, "
+              f"{stats['bpp']:.5f} bpp, {stats['kbps']:.2f} kbps, PSNR {stats['psnr']:.2f} dB, "
+              f"{stats['encode_seconds']:.1f} s", file=sys.stderr)
+    return stats
+
+
+def run_decode(a: argparse.Namespace, source, output) -> dict:
+    from ffmpeg_bridge.video_io import VideoWriter
+
+    from .pipeline import decode_stream
+
+    with atomic_output(output) as out:
+        result = decode_stream(source, lambda h: VideoWriter(out, width=h.width, height=h.height, fps=h.fps),
+                               prior=a.prior, device=a.device, quiet=a.quiet, verify=not a.no_verify)
+    for p in result["problems"]:
+        print(f"gvc: warning: {p}", file=sys.stderr)
+    if not a.quiet:
+        print(f"decoded {result['frames']} frames in {result['gops']} GOPs", file=sys.stderr)
+    return result
+
+
+def run_info(a: argparse.Namespace) -> dict:
+    from container.io import StreamReader
+
+    with StreamReader(a.input) as r:
+        h = r.header
+        gops = []
+        for u in r.units():
+            if isinstance(u, GVCError):
+                gops.append({"error": str(u)})
+                continue
+            gops.append({"gop": u.gop_index, "first_frame": u.first_frame, "frames": u.frame_count,
+                         "bytes": len(u.to_bytes()), "keyframe": u.keyframe, "k": u.codebook_k, "m": u.codebook_m,
+                         "m_tail": u.codebook_m_tail, "index_bytes": len(u.indices),
+                         "anchor_bytes": sum(len(x.data) for x in u.anchors), "residual_bytes": len(u.residual or b"")})
+        header = {k: (v.hex() if isinstance(v, bytes) else str(v) if k == "fps" else v) for k, v in vars(h).items()}
+        info = {"format": r.info.fmt, "file_bytes": r.info.file_bytes, "header_bytes": len(h.to_bytes()),
+                "header": header, "tags": r.info.tags, "gops": gops}
+    if a.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"Input: {a.input} ({info['format']}, {info['file_bytes']} bytes)")
+        print(f"  GVC v{h.version} {h.mode.upper()}, {h.width}x{h.height}, {h.fps} fps, "
+              f"{h.frame_count or 'unknown'} frames, GOP {h.gop_length} (overlap {h.gop_overlap})")
+        print(f"  prior {h.prior_id} sha256 {h.prior_sha256.hex()[:16]}…, steps {h.steps} (ODE tail {h.ode_tail}), "
+              f"γ {h.gamma:g}, shift {h.shift:g}, seed {h.seed}, K {h.codebook_k}, M {h.codebook_m}/{h.codebook_m_tail}")
+        for g in gops:
+            if "error" in g:
+                print(f"  damaged unit: {g['error']}")
+            else:
+                print(f"  GOP {g['gop']:4d} frames {g['first_frame']}+{g['frames']} {g['bytes']:7d} B "
+                      f"(indices {g['index_bytes']}, anchors {g['anchor_bytes']}, residual {g['residual_bytes']})"
+                      f"{' key' if g['keyframe'] else ''}")
+    return info
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gvc", description="GVC generative video codec (GVCC: codebook-driven stochastic rectified flow).")
+    p.add_argument("--version", action="version", version=f"gvc {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("encode", help="encode any ffmpeg-decodable video (or '-' for y4m on stdin)",
+                       description="Encode a video into a GVC stream (.mkv Matroska or .gvc elementary stream).")
+    e.add_argument("input", help="input video file, or '-' for y4m on stdin")
+    e.add_argument("-o", "--output", required=True, help="output .mkv or .gvc file, or '-' (elementary stream on stdout)")
+    add_encode_options(e)
+    d = sub.add_parser("decode", help="decode a GVC stream to y4m or mp4", description="Decode a GVC stream.")
+    d.add_argument("input", help="a .mkv or .gvc GVC stream, or '-' for an elementary stream on stdin")
+    d.add_argument("-o", "--output", required=True, help="output .y4m, .mp4/.mkv (lossless x264) or '-' (y4m on stdout)")
+    add_decode_options(d)
+    i = sub.add_parser("info", help="print the sequence header and per-GOP sizes")
+    i.add_argument("input")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def add_decode_options(d: argparse.ArgumentParser) -> None:
+    d.add_argument("--prior", default=None, help="prior to decode with (default: the one named in the stream)")
+    d.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    d.add_argument("--no-verify", action="store_true", help="do not compare decoded frames with the encoder's hash")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+
+
+def guarded(fn):
+    """Run a command; user errors become one line on stderr and exit status 1, never a traceback."""
+    try:
+        fn()
+        return 0
+    except GVCError as e:
+        print(f"gvc: error: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        print("gvc: error: output pipe closed", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("gvc: interrupted", file=sys.stderr)
+        return 130
+    except FileNotFoundError as e:
+        print(f"gvc: error: no such file: {e.filename}", file=sys.stderr)
+        return 1
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    if a.command == "encode":
+        return guarded(lambda: run_encode(a, a.input))
+    if a.command == "decode":
+        return guarded(lambda: run_decode(a, a.input, a.output))
+    return guarded(lambda: run_info(a))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

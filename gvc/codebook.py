@@ -1,0 +1,591 @@
+"""Portable Gaussian codebook: counter-based, never stored, bit-identical on numpy-CPU, torch-CPU and CUDA.
+
+Per (seed, SDE step, latent frame) there is a codebook of K atoms; atom k is an i.i.d. ~N(0, 1) vector of
+dimension D.  Any atom is generated directly from its coordinates (no sequential state), so encoder tiling,
+batching and device have no influence on its values.
+
+Generator (version "GVC-CB1"; everything is arithmetic modulo 2**64 on unsigned 64-bit words)::
+
+    mix(z):  z ^= z >> 30;  z *= 0xBF58476D1CE4E5B9
+             z ^= z >> 27;  z *= 0x94D049BB133111EB
+             z ^= z >> 31                              # SplitMix64 finaliser (a bijection)
+
+    key(seed, step, frame) = h3, where                 # computed once, in Python integers
+        h1 = mix(seed ^ TAG_SEED)
+        h2 = mix(h1 + mix(step ^ TAG_STEP))
+        h3 = mix(h2 + mix(frame ^ TAG_FRAME))
+
+    atom_key(k)    = mix(key + mix(k ^ TAG_ATOM))      # one per atom
+    block_key(j)   = mix(j ^ TAG_BLOCK)                # one per 4-sample block, shared by all atoms/keys
+    word(k, j)     = mix(atom_key(k) + block_key(j))   # the 64-bit output for block j of atom k
+
+    atom_k[4*j + w] = TABLE[(word(k, j) >> (16*w)) & 0xFFFF]   for w = 0..3 (low 16 bits first)
+    TABLE[i] = float32(NormalDist().inv_cdf((i + 0.5) / 65536))  (computed in float64, cast once)
+
+An atom of dimension D uses blocks j = 0 .. ceil(D/4)-1 and keeps its first D samples (so atoms of
+different D with the same coordinates are prefixes of each other; a codec never mixes D within one key).
+Step, frame and k enter through their own nonlinear hashes, so no linear seed arithmetic can alias two
+codebooks; two distinct (atom, block) pairs of one key can only share a 64-bit word by a birthday-bound
+accident, and then only that single word, never a run.
+
+Inputs: ``seed``, ``step``, ``frame`` in [0, 2**64); atom indices in [0, 2**63) (torch's int64).
+
+``combine`` sums the signed atoms sequentially in ascending index order (float32, IEEE adds: identical
+everywhere) and divides by the *population* standard deviation (ddof = 0, mean subtracted), computed
+exactly from a fixed-point copy (round(z * 2**10) as integers, exact integer sums, one correctly rounded
+sqrt in Python) and applied as one float32 multiply, so the noise z is bit-identical on every device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import statistics
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from gvc.errors import ParameterError
+
+__all__ = [
+    "NORMAL_TABLE_SHA256",
+    "GENERATOR_VERSION",
+    "normal_table",
+    "codebook_key",
+    "atoms",
+    "atoms_reference",
+    "CodebookSearch",
+    "combine",
+]
+
+GENERATOR_VERSION = "GVC-CB1"
+NORMAL_TABLE_SHA256 = "1cfbba1e07e34386a57626f82aeb43e6ed54ba70a3ea6b7d964dc66a841074a8"
+
+_MASK64 = (1 << 64) - 1
+_M1 = 0xBF58476D1CE4E5B9
+_M2 = 0x94D049BB133111EB
+TAG_SEED = 0x4756432D43423153  # "GVC-CB1S"
+TAG_STEP = 0x9E3779B97F4A7C15
+TAG_FRAME = 0xD1B54A32D192ED03
+TAG_ATOM = 0x8CB92BA72F3D8DD7
+TAG_BLOCK = 0xA0761D6478BD642F
+
+_INDEX_LIMIT = 1 << 63
+_TABLE_SIZE = 65536
+_FIXED_POINT_BITS = 10  # combine(): std computed exactly from round(z * 2**10)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# scalar reference (pure Python integers)
+# ----------------------------------------------------------------------------------------------------------
+def _mix_py(z: int) -> int:
+    z &= _MASK64
+    z ^= z >> 30
+    z = (z * _M1) & _MASK64
+    z ^= z >> 27
+    z = (z * _M2) & _MASK64
+    z ^= z >> 31
+    return z
+
+
+def _check_u64(name: str, v) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise ParameterError(f"{name} must be an integer, got {type(v).__name__}")
+    v = int(v)
+    if not 0 <= v <= _MASK64:
+        raise ParameterError(f"{name} must be in [0, 2**64), got {v}")
+    return v
+
+
+def codebook_key(seed: int, step: int, frame: int) -> int:
+    """The 64-bit key of the codebook for (seed, SDE step, latent frame)."""
+    seed = _check_u64("seed", seed)
+    step = _check_u64("step", step)
+    frame = _check_u64("frame", frame)
+    h = _mix_py(seed ^ TAG_SEED)
+    h = _mix_py(h + _mix_py(step ^ TAG_STEP))
+    h = _mix_py(h + _mix_py(frame ^ TAG_FRAME))
+    return h
+
+
+# ----------------------------------------------------------------------------------------------------------
+# inverse-CDF table
+# ----------------------------------------------------------------------------------------------------------
+_table_lock = threading.Lock()
+_table_np: np.ndarray | None = None
+_table_torch: dict[str, torch.Tensor] = {}
+
+
+def _compute_table() -> np.ndarray:
+    nd = statistics.NormalDist()
+    vals = [nd.inv_cdf((i + 0.5) / _TABLE_SIZE) for i in range(_TABLE_SIZE)]
+    return np.asarray(vals, dtype=np.float64).astype(np.float32)
+
+
+def _table_sha256(t: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(t, dtype="<f4").tobytes()).hexdigest()
+
+
+def _normal_table_np() -> np.ndarray:
+    global _table_np
+    if _table_np is None:
+        with _table_lock:
+            if _table_np is None:
+                t = _compute_table()
+                got = _table_sha256(t)
+                if got != NORMAL_TABLE_SHA256:
+                    raise RuntimeError(
+                        "the inverse-CDF table computed on this platform differs from the pinned one "
+                        f"(sha256 {got}, expected {NORMAL_TABLE_SHA256}); codebooks would not match "
+                        "other decoders, refusing to continue"
+                    )
+                t.setflags(write=False)
+                _table_np = t
+    return _table_np
+
+
+def normal_table(device=None) -> torch.Tensor:
+    """float32 [65536]: TABLE[i] = Phi^-1((i + 0.5) / 65536), identical everywhere (pinned SHA-256)."""
+    dev = torch.device("cpu" if device is None else device)
+    k = str(dev)
+    t = _table_torch.get(k)
+    if t is None:
+        t = torch.from_numpy(_normal_table_np().copy()).to(dev)
+        _table_torch[k] = t
+    return t
+
+
+# ----------------------------------------------------------------------------------------------------------
+# numpy path (uint64)
+# ----------------------------------------------------------------------------------------------------------
+_U = np.uint64
+_LITTLE = sys.byteorder == "little"
+
+
+def _mix_np_inplace(z: np.ndarray, t: np.ndarray) -> None:
+    """SplitMix64 finaliser on a uint64 array, in place; ``t`` is scratch of the same shape."""
+    np.right_shift(z, _U(30), out=t)
+    np.bitwise_xor(z, t, out=z)
+    np.multiply(z, _U(_M1), out=z)
+    np.right_shift(z, _U(27), out=t)
+    np.bitwise_xor(z, t, out=z)
+    np.multiply(z, _U(_M2), out=z)
+    np.right_shift(z, _U(31), out=t)
+    np.bitwise_xor(z, t, out=z)
+
+
+def _mix_np(z: np.ndarray) -> np.ndarray:
+    z = np.array(z, dtype=np.uint64, copy=True)
+    _mix_np_inplace(z, np.empty_like(z))
+    return z
+
+
+_block_cache: dict[int, np.ndarray] = {}
+_block_cache_torch: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def _block_keys_np(nblocks: int) -> np.ndarray:
+    b = _block_cache.get(nblocks)
+    if b is None:
+        b = _mix_np(np.arange(nblocks, dtype=np.uint64) ^ _U(TAG_BLOCK))
+        b.setflags(write=False)
+        if len(_block_cache) > 16:
+            _block_cache.clear()
+        _block_cache[nblocks] = b
+    return b
+
+
+def _atom_keys_np(key: int, idx: np.ndarray) -> np.ndarray:
+    a = _mix_np(idx.astype(np.uint64) ^ _U(TAG_ATOM))
+    np.add(a, _U(key), out=a)
+    _mix_np_inplace(a, np.empty_like(a))
+    return a
+
+
+def _as_index_array(indices) -> np.ndarray:
+    if isinstance(indices, torch.Tensor):
+        if indices.dtype.is_floating_point or indices.dtype == torch.bool:
+            raise ParameterError("atom indices must be integers")
+        arr = indices.detach().to("cpu", torch.int64).reshape(-1).numpy()
+    elif isinstance(indices, range):
+        if len(indices) and (min(indices[0], indices[-1]) < 0 or max(indices[0], indices[-1]) >= _INDEX_LIMIT):
+            raise ParameterError("atom indices must be in [0, 2**63)")
+        arr = np.arange(indices.start, indices.stop, indices.step, dtype=np.int64)
+    else:
+        try:
+            lst = [int(i) for i in (indices.tolist() if isinstance(indices, np.ndarray) else indices)]
+        except (TypeError, ValueError) as e:
+            raise ParameterError(f"atom indices must be integers: {e}") from None
+        if lst and (min(lst) < 0 or max(lst) >= _INDEX_LIMIT):
+            raise ParameterError("atom indices must be in [0, 2**63)")
+        arr = np.asarray(lst, dtype=np.int64).reshape(-1)
+    if arr.size and (arr.min() < 0):
+        raise ParameterError("atom indices must be in [0, 2**63)")
+    return arr
+
+
+def _check_dim(dim) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or int(dim) < 1:
+        raise ParameterError(f"dim must be a positive integer, got {dim!r}")
+    return int(dim)
+
+
+class _Scratch:
+    """Per-thread scratch buffers for generating ``rows`` atoms of ``nblocks`` blocks."""
+
+    def __init__(self, rows: int, nblocks: int):
+        self.z = np.empty((rows, nblocks), np.uint64)
+        self.t = np.empty((rows, nblocks), np.uint64)
+        self.f = np.empty((rows, 4 * nblocks), np.float32)
+
+
+def _gen_rows_np(akeys: np.ndarray, bkeys: np.ndarray, table: np.ndarray, s: _Scratch) -> np.ndarray:
+    """Atoms for the atom keys ``akeys`` (uint64 [r]) into s.f[:r] (float32 [r, 4*nblocks]); returns it."""
+    r = akeys.shape[0]
+    z, t, f = s.z[:r], s.t[:r], s.f[:r]
+    np.add(akeys[:, None], bkeys[None, :], out=z)
+    _mix_np_inplace(z, t)
+    if _LITTLE:
+        idx = z.view(np.uint16)  # [r, 4*nblocks], word w of block j at 4*j + w
+    else:  # pragma: no cover - big-endian hosts
+        idx = np.empty((r, z.shape[1], 4), np.uint16)
+        for w in range(4):
+            idx[:, :, w] = (z >> _U(16 * w)) & _U(0xFFFF)
+        idx = idx.reshape(r, -1)
+    np.take(table, idx, out=f, mode="wrap")  # indices are < 65536: 'wrap' only skips the bounds check
+    return f
+
+
+def _rows_per_chunk(nblocks: int) -> int:
+    # keep the uint64 scratch of one chunk around 512 KiB so all passes stay in L2
+    return max(1, min(64, (64 * 1024) // max(1, nblocks)))
+
+
+def _default_threads() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        n = os.cpu_count() or 1
+    return max(1, min(n, 32))
+
+
+_pool_lock = threading.Lock()
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    with _pool_lock:
+        p = _pools.get(n)
+        if p is None:
+            p = ThreadPoolExecutor(max_workers=n, thread_name_prefix="gvc-codebook")
+            _pools[n] = p
+        return p
+
+
+def _atoms_np(key: int, idx: np.ndarray, dim: int, threads: int | None = None) -> np.ndarray:
+    nb = (dim + 3) // 4
+    bkeys = _block_keys_np(nb)
+    table = _normal_table_np()
+    akeys = _atom_keys_np(key, idx)
+    n = idx.shape[0]
+    out = np.empty((n, dim), np.float32)
+    rc = _rows_per_chunk(nb)
+    chunks = [(a, min(n, a + rc)) for a in range(0, n, rc)]
+
+    def run(rng: list[tuple[int, int]]):
+        s = _Scratch(rc, nb)
+        for a, b in rng:
+            f = _gen_rows_np(akeys[a:b], bkeys, table, s)
+            out[a:b] = f[:, :dim]
+
+    nt = min(threads or _default_threads(), len(chunks))
+    if nt <= 1 or n * dim < (1 << 18):
+        run(chunks)
+    else:
+        parts = [chunks[i::nt] for i in range(nt)]
+        list(_pool(nt).map(run, parts))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# torch path (int64 with masked logical shifts; wrapping multiplication) - runs on CUDA
+# ----------------------------------------------------------------------------------------------------------
+def _s64(v: int) -> int:
+    return v - (1 << 64) if v >= (1 << 63) else v
+
+
+_M1S = _s64(_M1)
+_M2S = _s64(_M2)
+
+
+def _mix_torch_(z: torch.Tensor) -> torch.Tensor:
+    """SplitMix64 finaliser on an int64 tensor (two's complement == uint64 bits), in place."""
+    z.bitwise_xor_(z.bitwise_right_shift(30).bitwise_and_((1 << 34) - 1))
+    z.mul_(_M1S)
+    z.bitwise_xor_(z.bitwise_right_shift(27).bitwise_and_((1 << 37) - 1))
+    z.mul_(_M2S)
+    z.bitwise_xor_(z.bitwise_right_shift(31).bitwise_and_((1 << 33) - 1))
+    return z
+
+
+def _u64_to_torch(a: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a).view(np.int64).copy()).to(device)
+
+
+def _block_keys_torch(nblocks: int, device: torch.device) -> torch.Tensor:
+    k = (nblocks, str(device))
+    b = _block_cache_torch.get(k)
+    if b is None:
+        j = torch.arange(nblocks, dtype=torch.int64, device=device).bitwise_xor_(_s64(TAG_BLOCK))
+        b = _mix_torch_(j)
+        if len(_block_cache_torch) > 16:
+            _block_cache_torch.clear()
+        _block_cache_torch[k] = b
+    return b
+
+
+def _atom_keys_torch(key: int, idx: torch.Tensor) -> torch.Tensor:
+    a = _mix_torch_(idx.to(torch.int64).bitwise_xor(_s64(TAG_ATOM)))
+    a.add_(_s64(key))
+    return _mix_torch_(a)
+
+
+def _gen_rows_torch(akeys: torch.Tensor, bkeys: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """float32 [r, 4*nblocks] for atom keys ``akeys`` (int64 [r])."""
+    z = akeys[:, None] + bkeys[None, :]
+    _mix_torch_(z)
+    if _LITTLE or z.device.type != "cpu":
+        w = z.view(torch.int16).to(torch.int32).bitwise_and_(0xFFFF)
+    else:  # pragma: no cover - big-endian CPU
+        w = torch.stack([(z >> (16 * i)) & 0xFFFF for i in range(4)], dim=-1).reshape(z.shape[0], -1).int()
+    return table[w]
+
+
+def _atoms_torch(key: int, idx: torch.Tensor, dim: int, device, tile_rows: int | None = None) -> torch.Tensor:
+    device = torch.device(device)
+    nb = (dim + 3) // 4
+    table = normal_table(device)
+    bkeys = _block_keys_torch(nb, device)
+    akeys = _atom_keys_torch(key, idx.to(device))
+    n = idx.shape[0]
+    rows = tile_rows or max(1, (64 << 20) // (16 * nb))
+    out = torch.empty((n, dim), dtype=torch.float32, device=device)
+    for a in range(0, n, rows):
+        b = min(n, a + rows)
+        out[a:b] = _gen_rows_torch(akeys[a:b], bkeys, table)[:, :dim]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# public API
+# ----------------------------------------------------------------------------------------------------------
+def _use_numpy(device, backend: str | None) -> bool:
+    if backend is None:
+        return torch.device(device).type == "cpu"
+    if backend not in ("numpy", "torch"):
+        raise ParameterError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+    if backend == "numpy" and torch.device(device).type != "cpu":
+        raise ParameterError("the numpy backend only runs on the CPU")
+    return backend == "numpy"
+
+
+def atoms(seed: int, step: int, frame: int, indices, dim: int, device="cpu", *, backend: str | None = None,
+          threads: int | None = None) -> torch.Tensor:
+    """float32 [len(indices), dim]: the atoms ``indices`` of codebook (seed, step, frame).
+
+    ``backend``: None picks numpy on the CPU and torch elsewhere; "torch" forces the torch path on the CPU
+    (used to check the two against each other). ``threads``: CPU worker threads (numpy path).
+    """
+    key = codebook_key(seed, step, frame)
+    dim = _check_dim(dim)
+    idx = _as_index_array(indices)
+    if _use_numpy(device, backend):
+        return torch.from_numpy(_atoms_np(key, idx, dim, threads))
+    return _atoms_torch(key, torch.from_numpy(idx), dim, device)
+
+
+def atoms_reference(seed: int, step: int, frame: int, k: int, dim: int) -> list[float]:
+    """One atom, computed with Python integers only (the specification; slow, for tests)."""
+    key = codebook_key(seed, step, frame)
+    k = _check_u64("k", k)
+    table = _normal_table_np()
+    ak = _mix_py(key + _mix_py(k ^ TAG_ATOM))
+    out = []
+    for j in range((dim + 3) // 4):
+        w = _mix_py(ak + _mix_py(j ^ TAG_BLOCK))
+        for i in range(4):
+            out.append(float(table[(w >> (16 * i)) & 0xFFFF]))
+    return out[:dim]
+
+
+def _check_residual(residual: torch.Tensor, dim: int) -> torch.Tensor:
+    if not isinstance(residual, torch.Tensor):
+        residual = torch.as_tensor(residual)
+    if residual.numel() != dim:
+        raise ParameterError(f"residual has {residual.numel()} elements, the codebook dimension is {dim}")
+    residual = residual.reshape(-1).to(torch.float32)
+    if not bool(torch.isfinite(residual).all()):
+        raise ParameterError("residual contains NaN or infinity")
+    return residual
+
+
+def _select_topm(ip: torch.Tensor, M: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """M largest |ip| (ties: lower index first); indices ascending, signs True where ip >= 0."""
+    order = torch.sort(ip.abs(), descending=True, stable=True).indices[:M]
+    sel = torch.sort(order).values
+    return sel.to(torch.int64), ip[sel] >= 0
+
+
+class CodebookSearch:
+    """Encoder-side search over a codebook of K atoms of dimension ``dim``, streaming over K in tiles.
+
+    Memory is bounded by the tile (``tile_bytes`` of float32 atoms on the torch path; on the CPU the numpy
+    path works in cache-sized chunks per thread) plus K inner products.  Each inner product is computed
+    in fixed row groups aligned to multiples of a chunk size that depends only on ``dim``, so results do
+    not depend on ``tile_bytes`` or the thread count.
+    """
+
+    def __init__(self, K: int, dim: int, device="cpu", tile_bytes: int = 16 << 20, *,
+                 backend: str | None = None, threads: int | None = None):
+        if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or not 1 <= int(K) <= _INDEX_LIMIT:
+            raise ParameterError(f"K must be an integer in [1, 2**63], got {K!r}")
+        self.K = int(K)
+        self.dim = _check_dim(dim)
+        self.device = torch.device(device)
+        if int(tile_bytes) < 1:
+            raise ParameterError("tile_bytes must be positive")
+        self.tile_bytes = int(tile_bytes)
+        self.numpy = _use_numpy(self.device, backend)
+        self.threads = threads or _default_threads()
+        self.nblocks = (self.dim + 3) // 4
+        # atoms per tile: tile_bytes of float32 atoms (the torch path also holds ~3x that in int64/int32)
+        self.tile_atoms = max(1, self.tile_bytes // (4 * 4 * self.nblocks))
+
+    # -- inner products -----------------------------------------------------------------------------------
+    def inner_products(self, residual: torch.Tensor, seed, step, frame) -> torch.Tensor:
+        """float32 [K]: <atom_k, residual> for all k."""
+        r = _check_residual(residual, self.dim)
+        key = codebook_key(seed, step, frame)
+        if self.numpy:
+            return torch.from_numpy(self._ip_numpy(key, r.cpu().numpy()))
+        return self._ip_torch(key, r.to(self.device))
+
+    def _ip_numpy(self, key: int, r: np.ndarray) -> np.ndarray:
+        K, nb, dim = self.K, self.nblocks, self.dim
+        table = _normal_table_np()
+        bkeys = _block_keys_np(nb)
+        rc = _rows_per_chunk(nb)
+        nchunks = (K + rc - 1) // rc
+        ip = np.empty(nchunks * rc, np.float32)
+        # rows beyond K (padding of the last chunk) are generated and discarded so that every gemv call
+        # has exactly rc rows: identical per-row arithmetic whatever the tiling
+        tile_chunks = max(1, self.tile_atoms // rc)
+        tiles = [(c, min(nchunks, c + tile_chunks)) for c in range(0, nchunks, tile_chunks)]
+        local = threading.local()
+
+        def run(tile):
+            s = getattr(local, "s", None)
+            if s is None:
+                s = local.s = _Scratch(rc, nb)
+            c0, c1 = tile
+            akeys = _atom_keys_np(key, np.arange(c0 * rc, c1 * rc, dtype=np.uint64))
+            for c in range(c1 - c0):
+                f = _gen_rows_np(akeys[c * rc:(c + 1) * rc], bkeys, table, s)
+                a = (c0 + c) * rc
+                np.dot(f[:, :dim], r, out=ip[a:a + rc])
+
+        nt = min(self.threads, len(tiles))
+        if nt <= 1:
+            for t in tiles:
+                run(t)
+        else:
+            # finer tiles so the threads stay busy; per-row results do not depend on the split
+            if len(tiles) < 4 * nt:
+                per = max(1, (nchunks + 4 * nt - 1) // (4 * nt))
+                tiles = [(c, min(nchunks, c + per)) for c in range(0, nchunks, per)]
+            list(_pool(nt).map(run, tiles))
+        return ip[:K]
+
+    def _ip_torch(self, key: int, r: torch.Tensor) -> torch.Tensor:
+        K, nb, dim = self.K, self.nblocks, self.dim
+        dev = self.device
+        table = normal_table(dev)
+        bkeys = _block_keys_torch(nb, dev)
+        ip = torch.empty(K, dtype=torch.float32, device=dev)
+        T = self.tile_atoms
+        for a in range(0, K, T):
+            b = min(K, a + T)
+            akeys = _atom_keys_torch(key, torch.arange(a, b, dtype=torch.int64, device=dev))
+            f = _gen_rows_torch(akeys, bkeys, table)[:, :dim]
+            ip[a:b] = f @ r
+        return ip
+
+    # -- selection ----------------------------------------------------------------------------------------
+    def topm(self, residual: torch.Tensor, seed, step, frame, M: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(indices int64 [M] ascending, signs bool [M], True = +1) of the M largest |<atom_k, residual>|."""
+        if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or not 1 <= int(M) <= self.K:
+            raise ParameterError(f"M must be an integer in [1, K={self.K}], got {M!r}")
+        ip = self.inner_products(residual, seed, step, frame)
+        idx, signs = _select_topm(ip, int(M))
+        return idx.cpu(), signs.cpu()
+
+
+def _fixed_point_scale(q: torch.Tensor) -> float | None:
+    """D * 2**b / sqrt(D*sum(q^2) - sum(q)^2): the exact (correctly rounded) 1/std(z) for q = round(z*2**b)."""
+    D = q.numel()
+    maxq = int(q.abs().max().item()) if D else 0
+    if maxq == 0:
+        return None
+    # exact int64 partial sums: each chunk's sum of squares must stay below 2**62
+    chunk = max(1, min(D, (1 << 62) // (maxq * maxq)))
+    pad = (-D) % chunk
+    if pad:
+        q = torch.cat([q, q.new_zeros(pad)])
+    q = q.reshape(-1, chunk)
+    s1 = sum(int(v) for v in q.sum(dim=1).tolist())
+    s2 = sum(int(v) for v in (q * q).sum(dim=1).tolist())
+    var_num = D * s2 - s1 * s1  # = D^2 * 2^(2b) * population variance
+    if var_num <= 0:
+        return None
+    return D * float(1 << _FIXED_POINT_BITS) / math.sqrt(var_num)
+
+
+def combine(seed, step, frame, indices, signs, dim, device="cpu", *, backend: str | None = None) -> torch.Tensor:
+    """float32 [dim]: z = sum_k sign_k * atom_k (ascending k), then z / std(z) with the population std.
+
+    Only the selected atoms are generated (cost independent of K).  Bit-identical on every device.
+    """
+    idx = _as_index_array(indices)
+    if isinstance(signs, torch.Tensor):
+        sg = [bool(s) for s in signs.reshape(-1).tolist()]
+    else:
+        sg = [bool(s) for s in signs]
+    if len(sg) != idx.shape[0]:
+        raise ParameterError(f"{idx.shape[0]} indices but {len(sg)} signs")
+    if idx.shape[0] == 0:
+        raise ParameterError("combine needs at least one atom")
+    if len(set(idx.tolist())) != idx.shape[0]:
+        raise ParameterError("atom indices must be distinct")
+    order = np.argsort(idx, kind="stable")
+    idx = idx[order]
+    sg = [sg[i] for i in order.tolist()]
+    dim = _check_dim(dim)
+    device = torch.device(device)
+    A = atoms(seed, step, frame, idx, dim, device, backend=backend)
+    # sequential signed sum in ascending index order: identical rounding on every device
+    z = A[0].clone() if sg[0] else -A[0]
+    for i in range(1, A.shape[0]):
+        if sg[i]:
+            z.add_(A[i])
+        else:
+            z.sub_(A[i])
+    q = torch.round(z * float(1 << _FIXED_POINT_BITS)).to(torch.int64)
+    scale = _fixed_point_scale(q)
+    if scale is None:
+        return z
+    return z * torch.tensor(np.float32(scale), dtype=torch.float32, device=z.device)

@@ -1,0 +1,293 @@
+"""Encoder and decoder of GVC streams: T2V, I2V and FLF2V on any flow prior (METHOD.md §3).
+
+The encoder turns source frames into a :class:`SequenceHeader` and one :class:`GopUnit` per GOP, and
+keeps the reconstruction it implies; the decoder replays the same sampler with the recorded noise and
+must output the encoder's reconstruction bit for bit on the same machine and device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from container.bitstream import Anchor, GopUnit, SequenceHeader, frame_hash
+from . import anchors as anchor_codec
+from .codebook import CodebookSearch, atoms, combine
+from .config import CodecConfig, codebook_size
+from .entropy.combinatorial import pack_index_sets, unpack_index_sets
+from .entropy.residual import decode_residual, encode_residual
+from .errors import BitstreamError, ParameterError, PriorMismatchError
+from .gop import GopPlan, gop_plan
+from .priors.base import Conditioning, FlowPrior
+from .sampler import SamplerConfig, sample
+
+INIT_NOISE_STEP = 0xFFFF  # codebook "step" whose atom 0 is x_T: seeded, portable, costs no bits
+
+
+def gop_seed(seed: int, gop_index: int) -> int:
+    return (seed << 32) | gop_index
+
+
+def to_tensor(frames: Iterable[np.ndarray], stride: int, device) -> torch.Tensor:
+    """uint8 [H,W,3] frames -> float [F,3,H',W'] in [0,1], padded (edge replicate) to the latent grid."""
+    x = torch.from_numpy(np.stack(list(frames))).to(device).permute(0, 3, 1, 2).float() / 255.0
+    h, w = x.shape[-2:]
+    ph, pw = -h % stride, -w % stride
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x
+
+
+def to_uint8(frames: torch.Tensor, height: int, width: int) -> list[np.ndarray]:
+    x = (frames[:, :, :height, :width].clamp(0, 1) * 255.0).round().to(torch.uint8)
+    return list(x.permute(0, 2, 3, 1).cpu().numpy())
+
+
+def atoms_per_set(header_m: int, m_tail: int, tail_frames: int, m_plus_steps: int, sde_steps: int, latent_frames: int) -> list[int]:
+    """M for every (SDE step, latent frame) set, step-major: the tail frames get M_tail, the first
+    `m_plus_steps` steps one atom more (the fine-grained part of the rate knob)."""
+    ms = []
+    for i in range(sde_steps):
+        extra = 1 if i < m_plus_steps else 0
+        for j in range(latent_frames):
+            ms.append((m_tail if j >= latent_frames - tail_frames else header_m) + extra)
+    return ms
+
+
+@dataclass
+class GopResult:
+    unit: GopUnit
+    frames: list[np.ndarray]  # output frames of this GOP (uint8 RGB, original size)
+    stats: dict = field(default_factory=dict)
+
+
+class _GopContext:
+    """What both sides derive identically for one GOP: geometry, conditioning, initial noise."""
+
+    def __init__(self, prior: FlowPrior, header: SequenceHeader, plan: GopPlan, device):
+        self.prior, self.header, self.plan, self.device = prior, header, plan, device
+        g = prior.geometry
+        s = g.spatial_stride
+        self.height, self.width = header.height, header.width
+        self.ph, self.pw = -(-header.height // s) * s, -(-header.width // s) * s
+        self.latent_shape = g.latent_shape(plan.length, self.ph, self.pw)
+        self.dim = self.latent_shape[0] * self.latent_shape[2] * self.latent_shape[3]
+        self.seed = gop_seed(header.seed, plan.index)
+        self.sampler = SamplerConfig(header.steps, header.ode_tail, header.gamma, header.shift)
+
+    def initial_noise(self) -> torch.Tensor:
+        c, f, h, w = self.latent_shape
+        z = [atoms(self.seed, INIT_NOISE_STEP, j, [0], self.dim, device=self.device)[0] for j in range(f)]
+        return torch.stack(z).reshape(f, c, h, w).permute(1, 0, 2, 3).contiguous()
+
+    def frame_vec(self, x: torch.Tensor, j: int) -> torch.Tensor:
+        return x[:, j].reshape(-1)
+
+    def set_frame(self, z: torch.Tensor, j: int, vec: torch.Tensor) -> None:
+        z[:, j] = vec.reshape(z.shape[0], z.shape[2], z.shape[3])
+
+    def conditioning(self, first: np.ndarray | None, last: np.ndarray | None, prompt: str) -> Conditioning:
+        s = self.prior.geometry.spatial_stride
+        t = lambda im: None if im is None else to_tensor([im], s, self.device)[0]
+        cond = Conditioning(first_frame=t(first), last_frame=t(last), prompt=prompt, frames=self.plan.length)
+        return self.prior.condition(cond, self.latent_shape)
+
+    def decode_frames(self, x: torch.Tensor, first: np.ndarray | None, last: np.ndarray | None) -> list[np.ndarray]:
+        out = to_uint8(self.prior.decode(x), self.height, self.width)
+        # Anchors are shown as the decoded anchor images themselves (sharper than their re-generation).
+        if first is not None:
+            out[0] = first
+        if last is not None:
+            out[self.plan.length - 1] = last
+        return out[self.plan.output_from:self.plan.real_frames]
+
+
+def make_header(prior: FlowPrior, config: CodecConfig, width: int, height: int, fps: Fraction, frame_count: int | None) -> SequenceHeader:
+    config.validate()
+    g = prior.geometry
+    gop_length = g.valid_gop_length(config.gop_length)
+    if gop_length != config.gop_length:
+        raise ParameterError(f"GOP length {config.gop_length} is not valid for prior {prior.name} (try {gop_length})")
+    return SequenceHeader(
+        mode=config.mode, width=width, height=height, fps=Fraction(fps), frame_count=frame_count or 0,
+        gop_length=gop_length, gop_overlap=config.gop_overlap, prior_id=prior.name,
+        prior_sha256=prior.weights_sha256(), latent_channels=g.channels, spatial_stride=g.spatial_stride,
+        temporal_stride=g.temporal_stride, steps=config.steps, ode_tail=config.ode_tail, gamma=config.gamma,
+        shift=config.shift, seed=config.seed, codebook_k=codebook_size(config.quality), codebook_m=config.quality,
+        codebook_m_tail=config.m_tail, tail_latent_frames=config.tail_latent_frames if config.mode == "i2v" else 0,
+    ).validate()
+
+
+def check_prior(prior: FlowPrior, header: SequenceHeader) -> None:
+    g = prior.geometry
+    if prior.weights_sha256() != header.prior_sha256:
+        raise PriorMismatchError(
+            f"stream was encoded with prior '{header.prior_id}' ({header.prior_sha256.hex()[:12]}…), "
+            f"the decoder has '{prior.name}' ({prior.weights_sha256().hex()[:12]}…)")
+    if (g.channels, g.spatial_stride, g.temporal_stride) != (header.latent_channels, header.spatial_stride, header.temporal_stride):
+        raise PriorMismatchError("prior latent geometry differs from the stream's")
+
+
+class Encoder:
+    def __init__(self, prior: FlowPrior, config: CodecConfig, *, width: int, height: int, fps: Fraction,
+                 frame_count: int | None = None, device: str | torch.device = "cpu"):
+        """frame_count may be None (a pipe of unknown length): the header then says 0 = unknown."""
+        self.prior, self.config, self.device = prior, config, torch.device(device)
+        self.header = make_header(prior, config, width, height, fps, frame_count)
+        self._last_output: np.ndarray | None = None  # I2V chaining / FLF2V boundary anchor
+        self._searches: dict[tuple[int, int], CodebookSearch] = {}
+
+    def plan(self, index: int, real_frames: int) -> GopPlan:
+        return gop_plan(index, real_frames, self.header.gop_length, self.header.gop_overlap, self.prior.geometry)
+
+    def encode_gop(self, index: int, frames: list[np.ndarray], *, m: int | None = None, m_plus_steps: int = 0,
+                   residual_step: float | None | str = "config", progress: Callable[[int], None] | None = None) -> GopResult:
+        """Encode GOP `index` from its source frames (the boundary frame shared with the previous GOP included)."""
+        cfg, h = self.config, self.header
+        plan = self.plan(index, len(frames))
+        m = m or cfg.quality
+        k = codebook_size(m)
+        m_tail = tail_atoms(cfg, m)
+        if residual_step == "config":
+            residual_step = cfg.residual_step
+        padded = frames + [frames[-1]] * (plan.length - plan.real_frames)
+        ctx = _GopContext(self.prior, h, plan, self.device)
+        x0 = self.prior.encode(to_tensor(padded, self.prior.geometry.spatial_stride, self.device))
+
+        anchors, first, last = [], None, None
+        quality = cfg.anchor_quality
+        codec = cfg.anchor_codec
+        if cfg.mode != "t2v":
+            if plan.index == 0:
+                cid, data = anchor_codec.encode_anchor(frames[0], **_codec_kw(codec), quality=quality)
+                anchors.append(Anchor("first", cid, data))
+                first = anchor_codec.decode_anchor(cid, data)
+            else:
+                first = self._last_output
+        if cfg.mode == "flf2v" and plan.length > 1:
+            cid, data = anchor_codec.encode_anchor(padded[-1], **_codec_kw(codec), quality=quality)
+            anchors.append(Anchor("last", cid, data))
+            last = anchor_codec.decode_anchor(cid, data)
+        cond = ctx.conditioning(first, last, cfg.prompt)
+
+        f_lat = ctx.latent_shape[1]
+        tail = h.tail_latent_frames if cfg.mode == "i2v" else 0
+        ms = atoms_per_set(m, m_tail, tail, m_plus_steps, ctx.sampler.sde_steps, f_lat)
+        search = self._search(k, ctx.dim)
+        chosen: list[tuple[list[int], list[bool]]] = []
+
+        def noise(step: int, x: torch.Tensor, u: torch.Tensor, t: float) -> torch.Tensor:
+            x0_hat = x - t * u
+            z = torch.empty_like(x)
+            for j in range(f_lat):
+                r = ctx.frame_vec(x0 - x0_hat, j)
+                idx, sgn = search.topm(r, ctx.seed, step, j, ms[step * f_lat + j])
+                chosen.append((idx.tolist(), sgn.tolist()))
+                ctx.set_frame(z, j, combine(ctx.seed, step, j, idx, sgn, ctx.dim, device=self.device))
+            return z
+
+        x = sample(self.prior, ctx.initial_noise(), cond, ctx.sampler, noise, progress)
+        residual = None
+        if cfg.mode == "i2v" and residual_step is not None:
+            residual = encode_residual((x0[:, -1] - x[:, -1]).cpu(), residual_step)
+            x = _apply_residual(x, residual)
+        out = ctx.decode_frames(x, first, last)
+        self._last_output = out[-1] if cfg.mode == "i2v" else last
+        unit = GopUnit(
+            gop_index=plan.index, first_frame=plan.first_frame, frame_count=plan.real_frames,
+            codebook_k=k, codebook_m=m, codebook_m_tail=m_tail, m_plus_steps=m_plus_steps,
+            keyframe=cfg.mode == "t2v" or plan.index == 0, prompt=cfg.prompt if cfg.mode == "t2v" else None,
+            anchors=anchors, indices=pack_index_sets(chosen, k, ms), residual=residual, frame_hash=frame_hash(out),
+        )
+        stats = {"gop": plan.index, "frames": len(out), "bytes": len(unit.to_bytes()),
+                 "index_bytes": len(unit.indices), "anchor_bytes": sum(len(a.data) for a in anchors),
+                 "residual_bytes": len(residual or b""), "m": m, "k": k, "m_tail": m_tail}
+        return GopResult(unit, out, stats)
+
+    def _search(self, k: int, dim: int) -> CodebookSearch:
+        if (k, dim) not in self._searches:
+            self._searches[(k, dim)] = CodebookSearch(k, dim, device=self.device)
+        return self._searches[(k, dim)]
+
+
+def tail_atoms(cfg: CodecConfig, m: int) -> int:
+    """M_tail for base M: I2V's adaptive allocation gives the last latent frames twice the atoms."""
+    if cfg.mode != "i2v":
+        return m
+    if cfg.tail_quality is not None and m == cfg.quality:
+        return cfg.tail_quality
+    return min(2 * m, codebook_size(m) - 1)
+
+
+def _codec_kw(codec) -> dict:
+    return {} if codec is None else {"codec": codec}
+
+
+def _apply_residual(x: torch.Tensor, payload: bytes) -> torch.Tensor:
+    r = decode_residual(payload).to(x.device)
+    if r.shape != x[:, -1].shape:
+        raise BitstreamError(f"residual shape {tuple(r.shape)} does not match the latent frame {tuple(x[:, -1].shape)}")
+    x = x.clone()
+    x[:, -1] += r
+    return x
+
+
+class Decoder:
+    def __init__(self, prior: FlowPrior, header: SequenceHeader, device: str | torch.device = "cpu"):
+        check_prior(prior, header)
+        self.prior, self.header, self.device = prior, header, torch.device(device)
+        self._last_output: np.ndarray | None = None
+
+    def plan(self, index: int, real_frames: int) -> GopPlan:
+        return gop_plan(index, real_frames, self.header.gop_length, self.header.gop_overlap, self.prior.geometry)
+
+    def decode_gop(self, unit: GopUnit, progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+        h = self.header
+        plan = self.plan(unit.gop_index, unit.frame_count)
+        if unit.first_frame != plan.first_frame:
+            raise BitstreamError(f"GOP {unit.gop_index} claims first frame {unit.first_frame}, the header implies {plan.first_frame}")
+        ctx = _GopContext(self.prior, h, plan, self.device)
+        anchors = {a.role: anchor_codec.decode_anchor(a.codec, a.data) for a in unit.anchors}
+        first = last = None
+        if h.mode != "t2v":
+            first = anchors.get("first") if plan.index == 0 else self._last_output
+            if first is None:
+                raise BitstreamError(f"GOP {plan.index} has no first anchor (previous GOP missing?)")
+        if h.mode == "flf2v" and plan.length > 1:
+            last = anchors.get("last")
+            if last is None:
+                raise BitstreamError(f"GOP {plan.index} lacks its last anchor")
+        cond = ctx.conditioning(first, last, unit.prompt or "")
+        f_lat = ctx.latent_shape[1]
+        ms = atoms_per_set(unit.codebook_m, unit.codebook_m_tail, h.tail_latent_frames, unit.m_plus_steps,
+                           ctx.sampler.sde_steps, f_lat)
+        sets = unpack_index_sets(unit.indices, unit.codebook_k, ms)
+
+        def noise(step: int, x: torch.Tensor, u: torch.Tensor, t: float) -> torch.Tensor:
+            z = torch.empty_like(x)
+            for j in range(f_lat):
+                idx, sgn = sets[step * f_lat + j]
+                ctx.set_frame(z, j, combine(ctx.seed, step, j, torch.tensor(idx), torch.tensor(sgn), ctx.dim, device=self.device))
+            return z
+
+        x = sample(self.prior, ctx.initial_noise(), cond, ctx.sampler, noise, progress)
+        if unit.residual is not None:
+            x = _apply_residual(x, unit.residual)
+        out = ctx.decode_frames(x, first, last)
+        self._last_output = out[-1] if h.mode == "i2v" else last
+        return out
+
+    def conceal_gop(self, gop_index: int) -> list[np.ndarray]:
+        """Frames standing in for a damaged GOP: the last good frame repeated (grey if none)."""
+        h = self.header
+        step = h.gop_length - h.gop_overlap
+        real = h.gop_length if not h.frame_count else max(1, min(h.gop_length, h.frame_count - gop_index * step))
+        plan = self.plan(gop_index, real)
+        fill = self._last_output if self._last_output is not None else np.full((self.header.height, self.header.width, 3), 128, np.uint8)
+        self._last_output = fill
+        return [fill] * (plan.real_frames - plan.output_from)

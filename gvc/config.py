@@ -1,0 +1,66 @@
+"""Codec parameters: the quality ladder and the per-stream configuration (a plain dataclass)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ParameterError
+
+# --quality is M, the atoms chosen per (SDE step, latent frame); the codebook size K follows this
+# ladder (METHOD.md §2: the reference sweeps (8, 256) ... (64, 16384) ... (256, 65536)).
+K_LADDER = ((1, 16), (2, 64), (4, 128), (8, 256), (16, 1024), (32, 4096), (64, 16384), (128, 32768), (256, 65536))
+MAX_QUALITY = 256
+MODES = ("t2v", "i2v", "flf2v")
+
+
+def codebook_size(m: int) -> int:
+    """K for M atoms: the ladder entry of the smallest rung >= M."""
+    if not 1 <= m <= MAX_QUALITY:
+        raise ParameterError(f"quality (atoms per step) must be in 1..{MAX_QUALITY}, got {m}")
+    return next(k for rung, k in K_LADDER if rung >= m)
+
+
+@dataclass
+class CodecConfig:
+    mode: str = "i2v"
+    quality: int = 8  # M
+    tail_quality: int | None = None  # M_tail for the last latent frames in I2V; default 2·M
+    tail_latent_frames: int = 2
+    gop_length: int = 33
+    steps: int = 20
+    ode_tail: int = 3
+    gamma: float = 3.0
+    shift: float = 3.0
+    seed: int = 0
+    residual_step: float | None = 0.35  # I2V tail-latent residual quantiser step; None = no residual
+    anchor_codec: str | int | None = None  # None = the default of gvc.anchors
+    anchor_quality: float = 50.0
+    prompt: str = ""
+
+    def validate(self) -> "CodecConfig":
+        if self.mode not in MODES:
+            raise ParameterError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        codebook_size(self.quality)
+        if self.tail_quality is not None:
+            codebook_size(self.tail_quality)
+        if not 2 <= self.gop_length <= 1025:
+            raise ParameterError(f"GOP length must be in 2..1025, got {self.gop_length}")
+        if not 0 <= self.seed < 2**32:
+            raise ParameterError(f"seed must be in 0..2^32-1, got {self.seed}")
+        if self.residual_step is not None and not 1e-3 <= self.residual_step <= 100:
+            raise ParameterError(f"residual step must be in [0.001, 100], got {self.residual_step}")
+        if not 0 <= self.anchor_quality <= 100:
+            raise ParameterError(f"anchor quality must be in 0..100, got {self.anchor_quality}")
+        if len(self.prompt.encode()) > 4096:
+            raise ParameterError("prompt longer than 4096 bytes")
+        return self
+
+    @property
+    def m_tail(self) -> int:
+        if self.mode != "i2v":
+            return self.quality
+        return self.tail_quality or min(2 * self.quality, MAX_QUALITY)
+
+    @property
+    def gop_overlap(self) -> int:
+        return 0 if self.mode == "t2v" else 1

@@ -1,0 +1,42 @@
+"""Registry of flow priors: a name (or a local folder) -> a FlowPrior instance.
+
+``default`` is the prior GVC ships with; ``analytic`` the closed-form floor; a path to a folder in
+the Diffusers Wan2.1 layout loads :class:`~gvc.priors.wan.WanPrior` from it (never from a hub).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import ParameterError
+from .analytic import AnalyticPrior
+from .base import Conditioning, FlowPrior, LatentGeometry
+
+# Until the embedded learned prior lands, the default is the analytic prior.
+DEFAULT_PRIOR = "analytic"
+
+_BUILTIN = {"analytic": AnalyticPrior, AnalyticPrior.name: AnalyticPrior}
+
+
+def available() -> list[str]:
+    return sorted({"default", *_BUILTIN})
+
+
+def load_prior(name_or_path: str | None = "default", *, device="cpu", header=None) -> FlowPrior:
+    """Instantiate a prior. When decoding, `header` (the stream's SequenceHeader) lets a builtin prior
+    be found from its identifier in the stream."""
+    name = name_or_path or "default"
+    if name == "default":
+        name = DEFAULT_PRIOR
+    if name in _BUILTIN:
+        return _BUILTIN[name](device=device)
+    if os.path.isdir(name):
+        from .wan import WanPrior
+
+        return WanPrior.from_pretrained(name, device=device)
+    if header is not None:
+        raise ParameterError(f"stream needs prior '{name}': pass --prior PATH to its local weights folder")
+    raise ParameterError(f"unknown prior '{name}' (builtin: {', '.join(available())}; or a local Wan folder)")
+
+
+__all__ = ["AnalyticPrior", "Conditioning", "FlowPrior", "LatentGeometry", "load_prior", "available"]

@@ -1,0 +1,531 @@
+"""Wan2.1 as a GVC flow prior (diffusers components, loaded offline from a local Diffusers folder).
+
+Supported layouts (subfolders of one directory, as in the Wan2.1-*-Diffusers repositories):
+
+* ``transformer/`` (WanTransformer3DModel) and ``vae/`` (AutoencoderKLWan): required.
+* ``text_encoder/`` (UMT5EncoderModel) + ``tokenizer/``: optional. Without them the prompt embedding is a
+  *null embedding*: zeros of shape ``[1, 512, transformer.text_dim]`` (the Wan pipelines pad every prompt to
+  512 tokens with zeros, so this is "a prompt whose every token was padding"; it is not the same as the
+  embedding of the empty prompt, which still has an end-of-sequence token). The prompt is then ignored.
+* ``image_encoder/`` (CLIPVisionModel) + ``image_processor/``: needed only by transformers with an
+  ``image_dim`` (Wan2.1 I2V/FLF2V 14B), which take CLIP features of the anchor frame(s).
+
+The transformer's ``in_channels`` decides the kind: ``z_dim`` (16) = T2V, which cannot condition on
+anchors; ``2*z_dim + temporal_stride`` (36) = I2V/FLF2V, which needs a first frame and optionally takes a
+last frame. (A transformer with ``pos_embed_seq_len`` and CLIP, i.e. Wan2.1-FLF2V-14B, needs both frames;
+an I2V transformer with CLIP, i.e. Wan2.1-I2V-14B, takes only a first frame: both as in diffusers.)
+
+Conditioning follows diffusers 0.42 ``WanImageToVideoPipeline`` (``prepare_latents``/``encode_image``):
+
+* video_condition = [first frame, zeros x (F-2), last frame] (or [first, zeros x (F-1)]) in [-1, 1], VAE
+  encoded (distribution mode), normalised with latents_mean/latents_std -> ``[16, F_lat, h, w]``;
+* mask = 1 on the anchor frames, 0 elsewhere, per pixel frame; the first frame's entry is repeated
+  ``temporal_stride`` times so that the F + 3 entries fold into ``[4, F_lat, h, w]`` (latent frame k holds
+  pixel-frame entries 4k..4k+3 of the padded list, channel = position within the group);
+* ``y = concat([mask, latent_condition], channel)`` -> 20 channels, and the transformer input is
+  ``concat([x_t, y], channel)`` -> 36 channels;
+* CLIP image embeddings = ``image_encoder(...).hidden_states[-2]`` for [first] or [first, last]; images go to
+  the CLIP processor as 8-bit RGB PIL images (``round(255·x)``), as the pipeline receives them. The PIL
+  backend of the processor is used when transformers has one, so results do not depend on torchvision.
+
+Prompts are cleaned like the pipeline (html-unescape twice, collapse whitespace); ``ftfy.fix_text`` is applied
+only when ftfy is installed (it changes nothing for well-formed text). Guidance is 1.0: one forward per call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from gvc.errors import ParameterError
+from gvc.priors.base import Conditioning, LatentGeometry
+
+TEXT_LEN = 512  # the Wan transformer's cross-attention splits image/text tokens assuming 512 text tokens
+_EXTRA_KEY = "wan"  # cond.extra[_EXTRA_KEY] holds the prepared tensors
+
+
+@dataclass(frozen=True)
+class WanLatentGeometry(LatentGeometry):
+    """LatentGeometry whose ``spatial_stride`` is the padding granularity (VAE stride x transformer patch).
+
+    ``spatial_stride`` = vae_stride · patch (16 for Wan): frame sizes must be multiples of it so that the
+    latent grid divides into transformer patches. One latent pixel covers ``vae_stride`` (8) frame pixels,
+    which :meth:`latent_shape` uses; do not compute latent sizes as ``H // spatial_stride``.
+    """
+
+    vae_stride: int = 8
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        s = self.vae_stride
+        return (self.channels, self.latent_frames(frames), height // s, width // s)
+
+
+def _clean_prompt(text: str) -> str:
+    try:
+        import ftfy  # optional, as in diffusers
+    except ImportError:
+        ftfy = None
+    if ftfy is not None:
+        text = ftfy.fix_text(text)
+    text = html.unescape(html.unescape(text)).strip()
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _safetensors_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.safetensors") if p.is_file())
+
+
+class WanPrior:
+    """FlowPrior over Wan2.1 (T2V, I2V or FLF2V), float32 by default; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        root: Path,
+        transformer,
+        vae,
+        text_encoder=None,
+        tokenizer=None,
+        image_encoder=None,
+        image_processor=None,
+        device: torch.device | str = "cpu",
+        bf16_transformer: bool = False,
+        text_encoder_device: torch.device | str | None = None,
+    ):
+        self.root = Path(root)
+        self.transformer = transformer.eval()
+        self.vae = vae.eval()
+        self.text_encoder = text_encoder.eval() if text_encoder is not None else None
+        self.tokenizer = tokenizer
+        self.image_encoder = image_encoder.eval() if image_encoder is not None else None
+        self.image_processor = image_processor
+        self.bf16_transformer = bool(bf16_transformer)
+        self.text_encoder_device = torch.device(text_encoder_device) if text_encoder_device is not None else None
+
+        vcfg, tcfg = vae.config, transformer.config
+        self.z_dim = int(vcfg.z_dim)
+        self.vae_stride = 2 ** (len(vcfg.dim_mult) - 1) * int(getattr(vcfg, "patch_size", None) or 1)
+        self.temporal_stride = 2 ** sum(bool(b) for b in vcfg.temperal_downsample)
+        self.patch = tuple(int(p) for p in tcfg.patch_size)
+        if self.patch[0] != 1 or self.patch[1] != self.patch[2]:
+            raise ParameterError(f"unsupported Wan transformer patch size {self.patch}")
+        self.text_dim = int(tcfg.text_dim)
+        in_ch = int(tcfg.in_channels)
+        if int(tcfg.out_channels or in_ch) != self.z_dim:
+            raise ParameterError(f"transformer out_channels {tcfg.out_channels} != VAE z_dim {self.z_dim}")
+        if in_ch == self.z_dim:
+            self.is_i2v = False
+        elif in_ch == 2 * self.z_dim + self.temporal_stride:
+            self.is_i2v = True
+        else:
+            raise ParameterError(f"unsupported Wan transformer in_channels {in_ch} (16 = T2V, 36 = I2V/FLF2V)")
+        self.uses_clip = tcfg.image_dim is not None
+        # Wan2.1-FLF2V-14B: CLIP tokens of both anchors get a learned position embedding over 2 images.
+        self.clip_pairs = self.uses_clip and tcfg.pos_embed_seq_len is not None
+        if self.uses_clip and (self.image_encoder is None or self.image_processor is None):
+            raise ParameterError(f"{self.root / 'image_encoder'}: missing (the transformer needs CLIP image features)")
+        if not self.uses_clip:  # an image encoder the transformer cannot take is not used (nor hashed)
+            self.image_encoder = self.image_processor = None
+
+        self.geometry = WanLatentGeometry(
+            channels=self.z_dim,
+            spatial_stride=self.vae_stride * self.patch[1],
+            temporal_stride=self.temporal_stride,
+            vae_stride=self.vae_stride,
+        )
+        base = self.root.resolve().name.encode("ascii", "replace").decode("ascii")
+        self.name = ("wan2.1:" + base)[:32]
+        self._latents_mean = torch.tensor(vcfg.latents_mean, dtype=torch.float32).view(-1, 1, 1, 1)
+        self._latents_inv_std = 1.0 / torch.tensor(vcfg.latents_std, dtype=torch.float32).view(-1, 1, 1, 1)
+        self._prompt_cache: dict[str, torch.Tensor] = {}
+        self._sha: bytes | None = None
+        self.device = torch.device("cpu")
+        self.to(device)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        local_dir,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        bf16_transformer: bool = False,
+        text_encoder_device: torch.device | str | None = None,
+    ) -> "WanPrior":
+        """Load from a local Diffusers folder (never downloads). Missing pieces raise ParameterError.
+
+        ``bf16_transformer``: on CUDA run the transformer in bfloat16 (VAE/encoders stay in ``dtype``).
+        ``text_encoder_device``: where UMT5 runs (e.g. "cpu" to keep the 11-GB encoder off the GPU);
+        default: with the rest of the prior.
+        """
+        root = Path(local_dir)
+        if not root.is_dir():
+            raise ParameterError(f"Wan model folder not found: {root}")
+        for sub in ("transformer", "vae"):
+            if not (root / sub).is_dir():
+                raise ParameterError(f"{root / sub}: missing (a Wan Diffusers folder needs transformer/ and vae/)")
+        from diffusers import AutoencoderKLWan, WanTransformer3DModel
+
+        tdtype = torch.bfloat16 if (bf16_transformer and torch.device(device).type == "cuda") else dtype
+        transformer = _load_diffusers(WanTransformer3DModel, root / "transformer", tdtype)
+        vae = _load_diffusers(AutoencoderKLWan, root / "vae", dtype)
+
+        text_encoder = tokenizer = None
+        if (root / "text_encoder").is_dir():
+            from transformers import AutoTokenizer, UMT5EncoderModel
+
+            if not (root / "tokenizer").is_dir():
+                raise ParameterError(f"{root / 'tokenizer'}: missing (needed with text_encoder/)")
+            text_encoder = _load(UMT5EncoderModel, root / "text_encoder", dtype)
+            tokenizer = _load(AutoTokenizer, root / "tokenizer", None)
+
+        image_encoder = image_processor = None
+        if (root / "image_encoder").is_dir() and getattr(transformer.config, "image_dim", None) is not None:
+            import transformers
+            from transformers import CLIPVisionModel
+
+            if not (root / "image_processor").is_dir():
+                raise ParameterError(f"{root / 'image_processor'}: missing (needed with image_encoder/)")
+            image_encoder = _load(CLIPVisionModel, root / "image_encoder", dtype)
+            proc_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+            image_processor = _load(proc_cls, root / "image_processor", None)
+
+        return cls(
+            root=root,
+            transformer=transformer,
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            image_encoder=image_encoder,
+            image_processor=image_processor,
+            device=device,
+            bf16_transformer=bf16_transformer,
+            text_encoder_device=text_encoder_device,
+        )
+
+    # ------------------------------------------------------------------ identity
+    def _used_components(self) -> list[str]:
+        subs = ["transformer", "vae"]
+        if self.text_encoder is not None:
+            subs.append("text_encoder")
+        if self.image_encoder is not None:
+            subs.append("image_encoder")
+        return subs
+
+    def weights_sha256(self) -> bytes:
+        """SHA-256 over the bytes of the used components' *.safetensors files, in relative-path order.
+
+        Computed once (streamed, 16 MiB at a time) and cached for the life of the object.
+        """
+        if self._sha is None:
+            files = []
+            for sub in self._used_components():
+                found = _safetensors_files(self.root / sub)
+                if not found:
+                    raise ParameterError(f"{self.root / sub}: no .safetensors weights to identify the prior")
+                files += found
+            files.sort(key=lambda p: p.relative_to(self.root).as_posix())
+            h = hashlib.sha256()
+            buf = bytearray(16 << 20)
+            view = memoryview(buf)
+            for path in files:
+                with open(path, "rb", buffering=0) as f:
+                    while n := f.readinto(buf):
+                        h.update(view[:n])
+            self._sha = h.digest()
+        return self._sha
+
+    # ------------------------------------------------------------------ devices
+    def to(self, device: torch.device | str) -> "WanPrior":
+        device = torch.device(device)
+        self.device = device
+        if self.bf16_transformer:
+            _cast_model(self.transformer, torch.bfloat16 if device.type == "cuda" else torch.float32, device)
+        else:
+            self.transformer.to(device)
+        self.vae.to(device)
+        if self.text_encoder is not None:
+            self.text_encoder.to(self.text_encoder_device or device)
+        if self.image_encoder is not None:
+            self.image_encoder.to(device)
+        return self
+
+    @property
+    def mode(self) -> str:
+        return "t2v" if not self.is_i2v else ("flf2v" if self.clip_pairs else "i2v")
+
+    # ------------------------------------------------------------------ VAE
+    def _normalise(self, z: torch.Tensor) -> torch.Tensor:  # z: [C, F, h, w] float32
+        return (z - self._latents_mean.to(z.device)) * self._latents_inv_std.to(z.device)
+
+    @torch.no_grad()
+    def _vae_encode(self, video: torch.Tensor) -> torch.Tensor:
+        """[3, F, H, W] in [-1, 1] -> normalised latents [C, F_lat, h, w] (float32)."""
+        vdtype = self.vae.dtype
+        dist = self.vae.encode(video.unsqueeze(0).to(self.device, vdtype)).latent_dist
+        return self._normalise(dist.mode()[0].float())
+
+    def _check_frames(self, frames: int, height: int, width: int, what: str) -> None:
+        if not self.geometry.is_valid_gop_length(frames):
+            raise ParameterError(f"{what}: {frames} frames is not 1 + {self.temporal_stride}k")
+        if height % self.vae_stride or width % self.vae_stride or height <= 0 or width <= 0:
+            raise ParameterError(f"{what}: {width}x{height} is not a multiple of {self.vae_stride}")
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """[F, 3, H, W] in [0, 1] -> normalised latents [C, F_lat, h, w] (mean of the VAE posterior)."""
+        if frames.ndim != 4 or frames.shape[1] != 3:
+            raise ParameterError(f"encode expects frames [F, 3, H, W], got {tuple(frames.shape)}")
+        f, _, h, w = frames.shape
+        self._check_frames(f, h, w, "encode")
+        video = frames.to(torch.float32).permute(1, 0, 2, 3) * 2.0 - 1.0
+        return self._vae_encode(video)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents [C, F_lat, h, w] -> frames [F, 3, H, W] in [0, 1], F = 4(F_lat-1)+1."""
+        if latents.ndim != 4 or latents.shape[0] != self.z_dim:
+            raise ParameterError(f"decode expects latents [{self.z_dim}, F_lat, h, w], got {tuple(latents.shape)}")
+        z = latents.to(self.device, torch.float32)
+        z = z / self._latents_inv_std.to(z.device) + self._latents_mean.to(z.device)  # as the pipeline does
+        video = self.vae.decode(z.unsqueeze(0).to(self.vae.dtype), return_dict=False)[0][0]
+        video = (video.float() / 2 + 0.5).clamp(0, 1)
+        return video.permute(1, 0, 2, 3).contiguous()
+
+    # ------------------------------------------------------------------ conditioning
+    @torch.no_grad()
+    def prompt_embeds(self, prompt: str) -> torch.Tensor:
+        """UMT5 embedding of ``prompt`` as the Wan pipelines build it: [1, 512, text_dim], cached, on CPU."""
+        if self.text_encoder is None:
+            prompt = ""  # null embedding: the prompt is ignored
+        cached = self._prompt_cache.get(prompt)
+        if cached is not None:
+            return cached
+        if self.text_encoder is None:
+            emb = torch.zeros(1, TEXT_LEN, self.text_dim, dtype=torch.float32)
+        else:
+            tok = self.tokenizer(
+                [_clean_prompt(prompt)],
+                padding="max_length",
+                max_length=TEXT_LEN,
+                truncation=True,
+                add_special_tokens=True,
+                return_attention_mask=True,
+                return_tensors="pt",
+            )
+            dev = next(self.text_encoder.parameters()).device
+            ids, mask = tok.input_ids.to(dev), tok.attention_mask.to(dev)
+            hidden = self.text_encoder(ids, mask).last_hidden_state.float().cpu()
+            n = int(mask.gt(0).sum())
+            emb = torch.zeros(1, TEXT_LEN, hidden.shape[-1], dtype=torch.float32)
+            emb[0, :n] = hidden[0, :n]  # positions past the prompt are zeros, as in the pipeline
+        self._prompt_cache[prompt] = emb
+        return emb
+
+    @torch.no_grad()
+    def _clip_embeds(self, images: list[torch.Tensor]) -> torch.Tensor:
+        from PIL import Image
+
+        pil = [
+            Image.fromarray((im.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+            for im in images
+        ]
+        pixels = self.image_processor(images=pil, return_tensors="pt").pixel_values
+        out = self.image_encoder(pixel_values=pixels.to(self.device, self.image_encoder.dtype), output_hidden_states=True)
+        return out.hidden_states[-2].float()  # [n_images, tokens, image_dim]
+
+    def _mask(self, frames: int, h: int, w: int, has_last: bool) -> torch.Tensor:
+        """Anchor mask folded to [temporal_stride, F_lat, h, w] exactly as WanImageToVideoPipeline does."""
+        s = self.temporal_stride
+        per_frame = torch.zeros(frames)
+        per_frame[0] = 1.0
+        if has_last:
+            per_frame[-1] = 1.0
+        padded = torch.cat([per_frame[:1].repeat(s), per_frame[1:]])  # F + s - 1 = s * F_lat entries
+        folded = padded.view(-1, s).t()  # [s, F_lat]: channel j of latent frame k = padded[s*k + j]
+        return folded[:, :, None, None].expand(s, folded.shape[1], h, w).contiguous()
+
+    def condition(self, cond: Conditioning, latent_shape: tuple[int, ...]) -> Conditioning:
+        """Prepare prompt embeddings and (I2V/FLF2V) y / CLIP features for latents of ``latent_shape``.
+
+        Stores them in ``cond.extra["wan"]`` and returns ``cond``.
+        """
+        c, f_lat, h, w = (int(v) for v in latent_shape)
+        if c != self.z_dim:
+            raise ParameterError(f"latent shape {tuple(latent_shape)} has {c} channels, the prior has {self.z_dim}")
+        if h % self.patch[1] or w % self.patch[2]:
+            raise ParameterError(f"latent grid {h}x{w} is not a multiple of the transformer patch {self.patch[1]}")
+        frames = (f_lat - 1) * self.temporal_stride + 1
+        if cond.frames and cond.frames != frames:
+            raise ParameterError(f"conditioning for {cond.frames} frames, latents hold {frames}")
+        first, last = cond.first_frame, cond.last_frame
+        y = image_embeds = None
+        if not self.is_i2v:
+            if first is not None or last is not None:
+                raise ParameterError("this prior cannot condition on anchors")
+        else:
+            if first is None:
+                raise ParameterError("this prior needs a first-frame anchor")
+            if self.clip_pairs and last is None:
+                raise ParameterError("this FLF2V prior needs both a first and a last frame")
+            if self.uses_clip and not self.clip_pairs and last is not None:
+                raise ParameterError("this I2V prior cannot condition on a last frame (use an FLF2V model)")
+            if last is not None and frames < 2:
+                raise ParameterError("a last-frame anchor needs at least 5 frames")
+            hh, ww = h * self.vae_stride, w * self.vae_stride
+            anchors = [first] + ([last] if last is not None else [])
+            for a in anchors:
+                if tuple(a.shape) != (3, hh, ww):
+                    raise ParameterError(f"anchor frame {tuple(a.shape)} does not match [3, {hh}, {ww}]")
+            video = torch.zeros(3, frames, hh, ww, dtype=torch.float32)
+            video[:, 0] = first.float().cpu() * 2 - 1
+            if last is not None:
+                video[:, -1] = last.float().cpu() * 2 - 1
+            latent_condition = self._vae_encode(video).cpu()
+            y = torch.cat([self._mask(frames, h, w, last is not None), latent_condition], dim=0)
+            if self.uses_clip:
+                image_embeds = self._clip_embeds(anchors).cpu()
+        cond.extra[_EXTRA_KEY] = {
+            "latent_shape": (c, f_lat, h, w),
+            "prompt_embeds": self.prompt_embeds(cond.prompt),
+            "y": y,  # None for T2V, else [temporal_stride + C, F_lat, h, w] (mask first)
+            "image_embeds": image_embeds,  # None or [n_anchors, tokens, image_dim]
+        }
+        return cond
+
+    # ------------------------------------------------------------------ velocity
+    @torch.no_grad()
+    def velocity(self, x: torch.Tensor, t: float, cond: Conditioning) -> torch.Tensor:
+        """u(x_t, t) ≈ ε − x0: one transformer forward at timestep 1000·t, guidance 1.0. Returns float32."""
+        if x.ndim != 4:
+            raise ParameterError(f"velocity expects latents [C, F_lat, h, w], got {tuple(x.shape)}")
+        prep = cond.extra.get(_EXTRA_KEY)
+        if prep is None or prep["latent_shape"] != tuple(x.shape):
+            self.condition(cond, tuple(x.shape))
+            prep = cond.extra[_EXTRA_KEY]
+        tdtype = self.transformer.dtype
+        dev = self.device
+        hidden = x.to(dev, torch.float32).unsqueeze(0)
+        if prep["y"] is not None:
+            hidden = torch.cat([hidden, prep["y"].to(dev, torch.float32).unsqueeze(0)], dim=1)
+        image_embeds = prep["image_embeds"]
+        if image_embeds is not None:
+            image_embeds = image_embeds.to(dev, tdtype)
+        timestep = torch.tensor([1000.0 * float(t)], dtype=torch.float32, device=dev)
+        out = self.transformer(
+            hidden_states=hidden.to(tdtype),
+            timestep=timestep,
+            encoder_hidden_states=prep["prompt_embeds"].to(dev, tdtype),
+            encoder_hidden_states_image=image_embeds,
+            return_dict=False,
+        )[0]
+        return out[0].float()
+
+
+def _cast_model(model, dtype: torch.dtype, device=None) -> None:
+    """Cast a diffusers model's weights to ``dtype`` (and move it), as diffusers' loader leaves them.
+
+    Parameters and persistent buffers get ``dtype`` except those of ``_keep_in_fp32_modules``, which stay
+    float32; non-persistent buffers (the Wan RoPE tables, float64) keep their dtype. Casts before moving
+    to an accelerator and after moving to the CPU, so the larger copy lives in host memory.
+    """
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cpu":
+        model.to(device)
+    keep = getattr(model, "_keep_in_fp32_modules", None) or []
+    persistent = set(model.state_dict().keys())
+    params = dict(model.named_parameters())
+    for name, t in list(params.items()) + list(model.named_buffers()):
+        if not t.is_floating_point() or (name not in params and name not in persistent):
+            continue
+        target = torch.float32 if any(k in name.split(".") for k in keep) else dtype
+        if t.dtype != target:
+            t.data = t.data.to(target)
+    if device is not None and device.type != "cpu":
+        model.to(device)
+
+
+def _load_diffusers(cls, path: Path, dtype: torch.dtype):
+    """Offline diffusers model loading that needs neither accelerate nor the hub.
+
+    diffusers 0.42's ``from_pretrained`` refuses models with ``_keep_in_fp32_modules`` (the Wan transformer)
+    when accelerate is missing, so: config -> ``from_config`` without random init -> copy the tensors of every
+    ``*.safetensors`` file of the folder (the files :meth:`WanPrior.weights_sha256` hashes), strictly.
+    """
+    from safetensors.torch import load_file
+
+    try:
+        from diffusers.models.modeling_utils import no_init_weights
+    except ImportError:  # pragma: no cover - older diffusers
+        from contextlib import nullcontext as no_init_weights
+
+    if not (path / "config.json").is_file():
+        raise ParameterError(f"{path / 'config.json'}: missing")
+    files = _safetensors_files(path)
+    if not files:
+        raise ParameterError(f"{path}: no .safetensors weights")
+    try:
+        config = cls.load_config(path, local_files_only=True)
+        with no_init_weights():  # built in float32 on the CPU, memory left uninitialised until loaded
+            model = cls.from_config(config)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise ParameterError(f"{path}: cannot build the model ({_first_line(e)})") from e
+    _cast_model(model, dtype)  # keep-in-fp32 modules stay float32
+
+    expected = set(model.state_dict().keys())
+    seen: set[str] = set()
+    for f in files:
+        try:
+            sd = load_file(str(f))
+        except Exception as e:  # safetensors raises its own error types for damaged files
+            raise ParameterError(f"{f}: cannot read ({_first_line(e)})") from e
+        if hasattr(model, "_fix_state_dict_keys_on_load"):
+            model._fix_state_dict_keys_on_load(sd)
+        dup = seen.intersection(sd)
+        unexpected = set(sd) - expected
+        if dup or unexpected:
+            bad = sorted(dup or unexpected)[0]
+            raise ParameterError(f"{f}: unexpected or repeated tensor {bad!r}")
+        model.load_state_dict(sd, strict=False)
+        seen.update(sd)
+        del sd
+    missing = expected - seen
+    if missing:
+        raise ParameterError(f"{path}: weights missing for {sorted(missing)[0]!r} ({len(missing)} tensors)")
+    return model.eval()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _dtype_kwarg(cls) -> str:
+    """transformers >= 4.56 renamed ``torch_dtype`` to ``dtype`` (and warns on the old name)."""
+    if cls.__module__.startswith("transformers"):
+        import transformers
+
+        major, minor = (int(v) for v in transformers.__version__.split(".")[:2])
+        if (major, minor) >= (4, 56):
+            return "dtype"
+    return "torch_dtype"
+
+
+def _load(cls, path: Path, dtype):
+    """cls.from_pretrained(path) offline; loading failures become one-line ParameterErrors."""
+    kwargs = {"local_files_only": True}
+    if dtype is not None:  # a model, not a tokenizer/processor: load only the (hashed) safetensors weights
+        kwargs["use_safetensors"] = True
+        kwargs[_dtype_kwarg(cls)] = dtype
+    try:
+        return cls.from_pretrained(path, **kwargs)
+    except (OSError, ValueError, KeyError) as e:
+        raise ParameterError(f"{path}: cannot load ({_first_line(e)})") from e
+
+
+__all__ = ["WanPrior", "WanLatentGeometry", "TEXT_LEN"]
