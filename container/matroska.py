@@ -2,8 +2,9 @@
 
 Why not PyAV for muxing: every PyAV way of adding an output stream checks the codec id against the
 Matroska muxer, so a codec FFmpeg does not know cannot be written with its FourCC, extradata and
-keyframe flags (see docs/notes). The muxer below writes EBML itself; reading uses EBML for the
-header-level elements (CodecPrivate, tags, attachments) and PyAV (``av.open``) for the packets.
+keyframe flags (raw/intra-only carrier codecs lose the keyframe flags). The muxer below writes EBML
+itself; reading uses EBML for the header-level elements (CodecPrivate, tags, attachments) and PyAV
+(``av.open``) for the packets.
 
 Mapping
 -------

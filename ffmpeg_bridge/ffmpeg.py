@@ -92,10 +92,15 @@ def run_ffmpeg(args: list[str], *, input: bytes | None = None, check: bool = Tru
 
 @functools.lru_cache(maxsize=4)
 def _version_of(exe: str) -> str:
-    proc = run_ffmpeg(["-version"])
-    first = proc.stdout.decode("utf-8", "replace").splitlines()[0] if proc.stdout else ""
-    m = re.match(r"ffmpeg version (\S+)", first)
-    return m.group(1) if m else first.strip()
+    try:
+        proc = subprocess.run([exe, "-hide_banner", "-version"], stdin=subprocess.DEVNULL, capture_output=True)
+    except OSError as e:
+        raise InputError(f"cannot run ffmpeg ({exe}): {e.strerror or e}") from None
+    first = proc.stdout.decode("utf-8", "replace").splitlines()[:1]
+    m = re.match(r"ffmpeg version (\S+)", first[0]) if first else None
+    if proc.returncode != 0 or not m:
+        raise InputError(f"{exe} does not look like ffmpeg (-version failed)")
+    return m.group(1)
 
 
 def ffmpeg_version() -> str:

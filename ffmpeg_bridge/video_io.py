@@ -98,6 +98,18 @@ def _frame_size(pix_fmt: str, width: int, height: int) -> int:
     return luma + 2 * cw * ch * bps
 
 
+_STANDARD_RATES = [Fraction(n) for n in range(1, 241)] + [
+    Fraction(n * 1000, 1001) for n in (24, 30, 48, 60, 120, 240)
+]
+
+
+def _snap_rate(rate: Fraction) -> Fraction:
+    """Container rates come out of timestamps (e.g. 2997/125, 1000000/66667): snap those within 0.01 % of
+    a standard rate (integers, NTSC n*1000/1001) to it; leave any other rate alone."""
+    best = min(_STANDARD_RATES, key=lambda r: abs(r - rate))
+    return best if abs(best - rate) <= rate * Fraction(1, 10000) else rate
+
+
 def _check_even(pix_fmt: str, width: int, height: int, what: str) -> None:
     sx, sy, _, planes = _LAYOUT[pix_fmt]
     if planes == 3 and sx and width % 2:
@@ -255,20 +267,30 @@ class _Y4MGuard(io.RawIOBase):
         return n
 
     def read(self, size: int = -1) -> bytes:
+        # PyAV copies whatever read() returns into a buffer of `size` bytes: never return more.
+        if size is None or size < 0:
+            size = 65536
+        if size == 0:
+            return b""
         if self._pending:
-            size = len(self._pending) if size is None or size < 0 else size
             out, self._pending = self._pending[:size], self._pending[size:]
             return out
         if self.problem is not None or self.eof:
             return b""
         if self._leftover:
-            data, self._leftover = self._leftover, b""
+            data, self._leftover = self._leftover[:size], self._leftover[size:]
         else:
             try:
-                data = self._raw.read(size if size and size > 0 else 65536)
+                data = self._raw.read(size)
             except OSError as e:
                 self.problem = f"cannot read input: {e.strerror or e}"
                 return b""
+            if data is None:
+                self.problem = "cannot read input: non-blocking stream without data"
+                return b""
+            data = bytes(data)
+            if len(data) > size:
+                data, self._leftover = data[:size], data[size:]
         if not data:
             self.eof = True
             return b""
@@ -320,6 +342,8 @@ class VideoReader:
     def _open(self, source) -> None:
         if isinstance(source, str) and source == "-":
             self.name = "<stdin>"
+            if sys.stdin is None or sys.stdin.isatty():
+                raise InputError("no input: stdin is a terminal, pipe y4m into it")
             self._open_y4m(sys.stdin.buffer, None)
             return
         if hasattr(source, "read"):
@@ -359,6 +383,9 @@ class VideoReader:
         if not self._container.streams.video:  # pragma: no cover - the y4m demuxer always makes one
             raise InputError(f"no video stream in {self.name}")
         self._stream = self._container.streams.video[0]
+        cc = self._stream.codec_context
+        if (cc.width, cc.height) != (hdr.width, hdr.height):  # pragma: no cover - both parse the same header
+            raise InputError(f"bad y4m header: {cc.width}x{cc.height} vs W{hdr.width} H{hdr.height}")
         frames = None
         if size is not None:
             body, per = size - len(line) - 1, hdr.frame_size + len(b"FRAME\n")
@@ -384,7 +411,7 @@ class VideoReader:
         if not (1 <= cc.width <= MAX_DIMENSION and 1 <= cc.height <= MAX_DIMENSION):
             raise InputError(f"bad picture size {cc.width}x{cc.height} in {path}")
         fps = stream.guessed_rate or stream.average_rate or stream.base_rate or Fraction(25)
-        self.info = VideoInfo(cc.width, cc.height, Fraction(fps), stream.frames or None, pix_fmt)
+        self.info = VideoInfo(cc.width, cc.height, _snap_rate(Fraction(fps)), stream.frames or None, pix_fmt)
 
     # -- frames ----------------------------------------------------------------------------------------
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
@@ -512,6 +539,8 @@ class VideoWriter:
         self.width, self.height, self.fps, self.pix_fmt = width, height, fps, pix_fmt
 
         if isinstance(dest, str) and dest == "-":
+            if sys.stdout is None or sys.stdout.isatty():
+                raise InputError("refusing to write video to a terminal: redirect stdout")
             self.name, self._stdout, self._file = "<stdout>", True, sys.stdout.buffer
             self._open_y4m(self._file)
         elif hasattr(dest, "write"):

@@ -444,10 +444,13 @@ def _select_topm(ip: torch.Tensor, M: int) -> tuple[torch.Tensor, torch.Tensor]:
 class CodebookSearch:
     """Encoder-side search over a codebook of K atoms of dimension ``dim``, streaming over K in tiles.
 
-    Memory is bounded by the tile (``tile_bytes`` of float32 atoms on the torch path; on the CPU the numpy
-    path works in cache-sized chunks per thread) plus K inner products.  Each inner product is computed
-    in fixed row groups aligned to multiples of a chunk size that depends only on ``dim``, so results do
-    not depend on ``tile_bytes`` or the thread count.
+    Memory is bounded by the tile plus K inner products: the torch path (CUDA) generates ``tile_bytes``
+    worth of float32 atoms at a time (peak working memory about 6x that: int64 words, int32 table indices,
+    float32 atoms); the numpy path (CPU) generates cache-sized chunks (~512 KiB of words) in each of
+    ``threads`` worker threads and never holds a tile of atoms.  On the CPU each inner product is an
+    elementwise product plus numpy's pairwise row sum, so it depends on its row alone: results do not depend
+    on ``tile_bytes`` or the thread count.  (Encoder side only: the decoder never needs inner products, so
+    CPU and GPU encoders may differ in the last bit of an inner product, and so in a near-tie.)
     """
 
     def __init__(self, K: int, dim: int, device="cpu", tile_bytes: int = 16 << 20, *,
@@ -481,10 +484,15 @@ class CodebookSearch:
         bkeys = _block_keys_np(nb)
         rc = _rows_per_chunk(nb)
         nchunks = (K + rc - 1) // rc
-        ip = np.empty(nchunks * rc, np.float32)
-        # rows beyond K (padding of the last chunk) are generated and discarded so that every gemv call
-        # has exactly rc rows: identical per-row arithmetic whatever the tiling
+        ip = np.empty(K, np.float32)
+        rr = r[None, :]
+        # the inner product is an elementwise product followed by numpy's pairwise row sum: no BLAS call
+        # (so no library threading under our worker threads) and each row's result depends on that row
+        # alone, whatever the tiling or thread split
         tile_chunks = max(1, self.tile_atoms // rc)
+        nt = self.threads
+        if nt > 1:  # finer tiles so the threads stay busy
+            tile_chunks = max(1, min(tile_chunks, (nchunks + 4 * nt - 1) // (4 * nt)))
         tiles = [(c, min(nchunks, c + tile_chunks)) for c in range(0, nchunks, tile_chunks)]
         local = threading.local()
 
@@ -492,24 +500,21 @@ class CodebookSearch:
             s = getattr(local, "s", None)
             if s is None:
                 s = local.s = _Scratch(rc, nb)
-            c0, c1 = tile
-            akeys = _atom_keys_np(key, np.arange(c0 * rc, c1 * rc, dtype=np.uint64))
-            for c in range(c1 - c0):
-                f = _gen_rows_np(akeys[c * rc:(c + 1) * rc], bkeys, table, s)
-                a = (c0 + c) * rc
-                np.dot(f[:, :dim], r, out=ip[a:a + rc])
+            a0, a1 = tile[0] * rc, min(K, tile[1] * rc)
+            akeys = _atom_keys_np(key, np.arange(a0, a1, dtype=np.uint64))
+            for a in range(a0, a1, rc):
+                b = min(a1, a + rc)
+                f = _gen_rows_np(akeys[a - a0:b - a0], bkeys, table, s)[:, :dim]
+                np.multiply(f, rr, out=f)
+                np.sum(f, axis=1, out=ip[a:b])
 
-        nt = min(self.threads, len(tiles))
+        nt = min(nt, len(tiles))
         if nt <= 1:
             for t in tiles:
                 run(t)
         else:
-            # finer tiles so the threads stay busy; per-row results do not depend on the split
-            if len(tiles) < 4 * nt:
-                per = max(1, (nchunks + 4 * nt - 1) // (4 * nt))
-                tiles = [(c, min(nchunks, c + per)) for c in range(0, nchunks, per)]
             list(_pool(nt).map(run, tiles))
-        return ip[:K]
+        return ip
 
     def _ip_torch(self, key: int, r: torch.Tensor) -> torch.Tensor:
         K, nb, dim = self.K, self.nblocks, self.dim
@@ -535,30 +540,61 @@ class CodebookSearch:
         return idx.cpu(), signs.cpu()
 
 
-def _fixed_point_scale(q: torch.Tensor) -> float | None:
-    """D * 2**b / sqrt(D*sum(q^2) - sum(q)^2): the exact (correctly rounded) 1/std(z) for q = round(z*2**b)."""
-    D = q.numel()
-    maxq = int(q.abs().max().item()) if D else 0
-    if maxq == 0:
-        return None
-    # exact int64 partial sums: each chunk's sum of squares must stay below 2**62
-    chunk = max(1, min(D, (1 << 62) // (maxq * maxq)))
-    pad = (-D) % chunk
-    if pad:
-        q = torch.cat([q, q.new_zeros(pad)])
-    q = q.reshape(-1, chunk)
-    s1 = sum(int(v) for v in q.sum(dim=1).tolist())
-    s2 = sum(int(v) for v in (q * q).sum(dim=1).tolist())
-    var_num = D * s2 - s1 * s1  # = D^2 * 2^(2b) * population variance
+def _fixed_point_scale(s1: int, s2: int, D: int) -> float | None:
+    """D * 2**b / sqrt(D*s2 - s1^2): the exact 1/std(z) (population) from q = round(z * 2**b), s1 = sum(q),
+    s2 = sum(q^2) (exact integers); one correctly rounded int->float conversion and sqrt."""
+    var_num = D * s2 - s1 * s1  # = D^2 * 2^(2b) * population variance of the fixed-point copy
     if var_num <= 0:
         return None
     return D * float(1 << _FIXED_POINT_BITS) / math.sqrt(var_num)
 
 
+def _chunk_for(maxq: int, D: int) -> int:
+    # exact int64 partial sums: each chunk's sum of squares must stay below 2**62
+    return max(1, min(D, (1 << 62) // max(1, maxq * maxq)))
+
+
+def _combine_np(A: np.ndarray, sg: list[bool]) -> np.ndarray:
+    z = A[0].copy() if sg[0] else np.negative(A[0])
+    for i in range(1, A.shape[0]):
+        (np.add if sg[i] else np.subtract)(z, A[i], out=z)
+    q = np.rint(z * np.float32(1 << _FIXED_POINT_BITS)).astype(np.int64)
+    D = q.shape[0]
+    chunk = _chunk_for(int(np.abs(q).max()), D)
+    s1 = sum(int(q[a:a + chunk].sum()) for a in range(0, D, chunk))
+    s2 = sum(int(np.dot(q[a:a + chunk], q[a:a + chunk])) for a in range(0, D, chunk))
+    scale = _fixed_point_scale(s1, s2, D)
+    if scale is not None:
+        np.multiply(z, np.float32(scale), out=z)
+    return z
+
+
+def _combine_torch(A: torch.Tensor, sg: list[bool]) -> torch.Tensor:
+    z = A[0].clone() if sg[0] else -A[0]
+    for i in range(1, A.shape[0]):
+        if sg[i]:
+            z.add_(A[i])
+        else:
+            z.sub_(A[i])
+    q = torch.round(z * float(1 << _FIXED_POINT_BITS)).to(torch.int64)
+    D = q.numel()
+    chunk = _chunk_for(int(q.abs().max().item()), D)
+    pad = (-D) % chunk
+    qp = torch.cat([q, q.new_zeros(pad)]) if pad else q
+    qp = qp.reshape(-1, chunk)
+    s1 = sum(int(v) for v in qp.sum(dim=1).tolist())
+    s2 = sum(int(v) for v in (qp * qp).sum(dim=1).tolist())
+    scale = _fixed_point_scale(s1, s2, D)
+    if scale is None:
+        return z
+    return z * torch.tensor(np.float32(scale), dtype=torch.float32, device=z.device)
+
+
 def combine(seed, step, frame, indices, signs, dim, device="cpu", *, backend: str | None = None) -> torch.Tensor:
     """float32 [dim]: z = sum_k sign_k * atom_k (ascending k), then z / std(z) with the population std.
 
-    Only the selected atoms are generated (cost independent of K).  Bit-identical on every device.
+    Only the selected atoms are generated (cost independent of K).  Bit-identical on every device:
+    the signed sum runs sequentially in ascending index order, the std is exact (see module docstring).
     """
     idx = _as_index_array(indices)
     if isinstance(signs, torch.Tensor):
@@ -575,17 +611,7 @@ def combine(seed, step, frame, indices, signs, dim, device="cpu", *, backend: st
     idx = idx[order]
     sg = [sg[i] for i in order.tolist()]
     dim = _check_dim(dim)
-    device = torch.device(device)
-    A = atoms(seed, step, frame, idx, dim, device, backend=backend)
-    # sequential signed sum in ascending index order: identical rounding on every device
-    z = A[0].clone() if sg[0] else -A[0]
-    for i in range(1, A.shape[0]):
-        if sg[i]:
-            z.add_(A[i])
-        else:
-            z.sub_(A[i])
-    q = torch.round(z * float(1 << _FIXED_POINT_BITS)).to(torch.int64)
-    scale = _fixed_point_scale(q)
-    if scale is None:
-        return z
-    return z * torch.tensor(np.float32(scale), dtype=torch.float32, device=z.device)
+    key = codebook_key(seed, step, frame)
+    if _use_numpy(device, backend):
+        return torch.from_numpy(_combine_np(_atoms_np(key, idx, dim), sg))
+    return _combine_torch(_atoms_torch(key, torch.from_numpy(idx), dim, device), sg)

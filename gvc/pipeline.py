@@ -15,6 +15,7 @@ import numpy as np
 
 from container.bitstream import GopUnit, SequenceHeader, frame_hash
 from container.io import StreamReader, StreamWriter
+from ffmpeg_bridge.video_io import psnr
 from . import __version__
 from .codec import Decoder, Encoder, GopResult, tail_atoms
 from .config import CodecConfig
@@ -26,18 +27,13 @@ from .ratecontrol import choose, settings
 MKV_BLOCK_OVERHEAD_BYTES = 16  # estimate of Matroska block framing per GOP, for rate control only
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 100.0 if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
-
-
 @dataclass
 class EncodeReport:
     header: SequenceHeader
     frames: int = 0
     bytes: int = 0
     seconds: float = 0.0
-    mse_sum: float = 0.0
+    psnr_sum: float = 0.0  # PSNR is the mean of per-frame PSNRs (RGB, 8 bit)
     gops: list[dict] = field(default_factory=list)
 
     def as_dict(self, path_bytes: int | None = None) -> dict:
@@ -46,13 +42,12 @@ class EncodeReport:
         bits = 8 * total
         pixels = h.width * h.height * max(self.frames, 1)
         seconds_of_video = self.frames / float(h.fps) if self.frames else 0.0
-        mse = self.mse_sum / max(self.frames, 1)
         return {
             "mode": h.mode, "prior": h.prior_id, "quality": h.codebook_m, "bytes": total, "bits": bits,
             "frames": self.frames, "width": h.width, "height": h.height, "fps": float(h.fps),
             "bpp": bits / pixels, "kbps": bits / seconds_of_video / 1000 if seconds_of_video else 0.0,
             "encode_seconds": round(self.seconds, 3),
-            "psnr": 100.0 if mse == 0 else float(10 * np.log10(255.0**2 / mse)),
+            "psnr": self.psnr_sum / max(self.frames, 1),
             "gops": self.gops,
         }
 
@@ -103,15 +98,15 @@ def encode_stream(reader, out_path, config: CodecConfig, *, prior="default", dev
             plan = enc.plan(index, len(frames))
             nbytes = writer.write(res.unit, plan.first_frame + plan.output_from, len(res.frames))
             src_out = frames[plan.output_from:]
-            for a, b in zip(src_out, res.frames):
-                report.mse_sum += float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+            frame_psnrs = [psnr(a, b) for a, b in zip(src_out, res.frames)]
+            report.psnr_sum += sum(frame_psnrs)
             if recon_writer is not None:
                 for f in res.frames:
                     recon_writer.write(f)
             report.frames += len(res.frames)
             report.bytes += nbytes
             res.stats["bytes"] = nbytes
-            res.stats["psnr"] = _psnr_list(src_out, res.frames)
+            res.stats["psnr"] = sum(frame_psnrs) / len(frame_psnrs)
             report.gops.append(res.stats)
             if rc:
                 rc.spent(nbytes, len(res.frames))
@@ -125,11 +120,6 @@ def encode_stream(reader, out_path, config: CodecConfig, *, prior="default", dev
     if report.frames == 0:
         raise ParameterError("no frames to encode")
     return report
-
-
-def _psnr_list(a, b) -> float:
-    mse = np.mean([np.mean((x.astype(np.float64) - y.astype(np.float64)) ** 2) for x, y in zip(a, b)])
-    return 100.0 if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
 def _settings_string(c: CodecConfig, prior: str, target_kbps) -> str:

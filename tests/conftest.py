@@ -6,6 +6,7 @@ need them are skipped where they are absent.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -49,13 +50,21 @@ def ffmpeg() -> str:
         pytest.skip(f"no ffmpeg binary: {e}")
 
 
-@pytest.fixture
-def small_clip_y4m(tmp_path, clip, ffmpeg) -> Path:
-    """The first 8 frames of carphone (176x144, yuv420p, 30000/1001 fps) as a y4m file in tmp_path."""
-    out = tmp_path / "carphone_8.y4m"
+@pytest.fixture(scope="session")
+def _small_clip_y4m_master(tmp_path_factory, clip, ffmpeg) -> Path:
+    out = tmp_path_factory.mktemp("clips") / "carphone_8.y4m"
     subprocess.run(
         [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(clip(SMALL_CLIP)),
          "-frames:v", str(SMALL_CLIP_FRAMES), "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", "-y", str(out)],
         check=True,
     )
+    return out
+
+
+@pytest.fixture
+def small_clip_y4m(tmp_path, _small_clip_y4m_master) -> Path:
+    """The first 8 frames of carphone (176x144, yuv420p, 30000/1001 fps) as a y4m file in tmp_path
+    (made once per session with the ffmpeg binary, copied per test so tests may modify it)."""
+    out = tmp_path / _small_clip_y4m_master.name
+    shutil.copyfile(_small_clip_y4m_master, out)
     return out

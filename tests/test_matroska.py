@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import random
-import re
 import subprocess
 import threading
 from fractions import Fraction

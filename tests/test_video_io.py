@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ffmpeg_bridge.ffmpeg import ffmpeg_exe, ffmpeg_version, run_ffmpeg
 from ffmpeg_bridge.video_io import VideoReader, VideoWriter, psnr
@@ -117,6 +119,13 @@ def test_read_mp4_directly_and_max_frames(clip):
     assert np.array_equal(frames[0], first[0]) and np.array_equal(frames[3], second[0])
     with VideoReader(src, max_frames=3) as r:
         assert len(r.read(10)) == 3
+
+
+@pytest.mark.parametrize("name,fps", [("megamind_720x528.mp4", Fraction(24000, 1001)), ("tree_320x240.mp4", Fraction(15))])
+def test_container_rates_snap_to_standard_rates(clip, name, fps):
+    # the files' own rates are 2997/125 and 1000000/66667 (from timestamps)
+    with VideoReader(clip(name)) as r:
+        assert r.info.fps == fps
 
 
 def test_reading_is_deterministic(clip):
@@ -415,7 +424,7 @@ def test_writer_validation(tmp_path):
 
 
 def test_broken_output_pipe():
-    reader = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.buffer.read(100)"], stdin=subprocess.PIPE)
+    reader = subprocess.Popen([sys.executable, "-c", "pass"], stdin=subprocess.PIPE)  # exits without reading
     frame = np.zeros((144, 176, 3), np.uint8)
     w = VideoWriter(reader.stdin, width=176, height=144, fps=25)
     reader.wait(timeout=30)
@@ -461,3 +470,57 @@ def test_psnr():
     assert psnr(np.zeros((2, 3, 3), np.uint8), np.full((2, 3, 3), 255, np.uint8)) == pytest.approx(0.0)
     with pytest.raises(ValueError):
         psnr(a, np.zeros((4, 5), np.uint8))
+
+
+# -- chunking (pipes deliver arbitrary pieces) -----------------------------------------------------------
+
+_TINY_W, _TINY_H, _TINY_N = 16, 8, 3
+_TINY_FRAME = _TINY_W * _TINY_H * 3 // 2
+
+
+def _tiny_y4m() -> bytes:
+    rng = np.random.default_rng(7)
+    body = b"".join(b"FRAME\n" + rng.integers(16, 236, _TINY_FRAME, dtype=np.uint8).tobytes() for _ in range(_TINY_N))
+    return f"YUV4MPEG2 W{_TINY_W} H{_TINY_H} F25:1 Ip A1:1 C420jpeg\n".encode() + body
+
+
+class _Chunked(io.RawIOBase):
+    """A pipe-like stream that hands out the data in the given chunk sizes (then the rest, 1 byte at a time)."""
+
+    def __init__(self, data: bytes, sizes: list[int]):
+        self.data, self.sizes, self.pos = data, list(sizes), 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        want = self.sizes.pop(0) if self.sizes else 1
+        n = min(len(b), want, len(self.data) - self.pos)
+        b[:n] = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(1, 400), max_size=30), cut=st.integers(0, 3 * (_TINY_FRAME + 6) + 60))
+def test_chunked_and_cut_streams(sizes, cut):
+    data = _tiny_y4m()
+    reference = _read_all(io.BytesIO(data))
+    assert len(reference) == _TINY_N
+    assert all(np.array_equal(a, b) for a, b in zip(reference, _read_all(_Chunked(data, sizes))))
+    cut_data = data[: len(data) - cut]
+    header_len = data.index(b"\n") + 1
+    body = len(cut_data) - header_len
+    got = []
+    if body < 0:
+        with pytest.raises(InputError, match="header line"):
+            VideoReader(_Chunked(cut_data, sizes))
+    elif body % (_TINY_FRAME + 6) == 0 and body > 0:
+        got = _read_all(_Chunked(cut_data, sizes))
+        assert len(got) == body // (_TINY_FRAME + 6)
+    else:
+        with pytest.raises(InputError, match="truncated|no frames"):
+            for f in VideoReader(_Chunked(cut_data, sizes)):
+                got.append(f)
+        assert len(got) == body // (_TINY_FRAME + 6)
+    assert all(np.array_equal(a, b) for a, b in zip(got, reference))

@@ -1,0 +1,267 @@
+"""Index sets coded as combinations: exactly ceil(log2 C(K, M)) bits for an unordered set of M of K indices.
+
+Rank: the combinatorial number system (colex order).  For sorted distinct c_0 < c_1 < ... < c_{M-1},
+rank = sum_i C(c_i, i + 1), a bijection onto [0, C(K, M)).
+
+Bit order: MSB first; every field is written most significant bit first and the stream is zero-padded to a
+whole byte.  ``pack_index_sets`` writes, per set (one per (SDE step, latent frame), in the caller's order):
+the rank in ``combination_bits(K, M)`` bits, then M sign bits (1 = +1) in ascending index order.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+from gvc.errors import BitstreamError, ParameterError
+
+__all__ = [
+    "K_MAX",
+    "combination_bits",
+    "rank_combination",
+    "unrank_combination",
+    "BitWriter",
+    "BitReader",
+    "index_sets_bits",
+    "index_sets_nbytes",
+    "pack_index_sets",
+    "unpack_index_sets",
+]
+
+K_MAX = 1 << 32  # largest codebook size the index coder accepts
+
+
+def _check_int(name: str, v) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        try:
+            import numpy as np  # numpy / torch integer scalars
+
+            if isinstance(v, np.integer):
+                return int(v)
+        except ImportError:  # pragma: no cover
+            pass
+        if hasattr(v, "__index__") and not isinstance(v, bool):
+            return int(v.__index__())
+        raise ParameterError(f"{name} must be an integer, got {type(v).__name__}")
+    return v
+
+
+def _check_KM(K, M) -> tuple[int, int]:
+    K = _check_int("K", K)
+    M = _check_int("M", M)
+    if not 1 <= K <= K_MAX:
+        raise ParameterError(f"K must be in [1, {K_MAX}], got {K}")
+    if not 0 <= M <= K:
+        raise ParameterError(f"M must be in [0, K={K}], got {M}")
+    return K, M
+
+
+def combination_bits(K: int, M: int) -> int:
+    """ceil(log2(C(K, M))); 0 when C(K, M) == 1."""
+    K, M = _check_KM(K, M)
+    return (math.comb(K, M) - 1).bit_length()
+
+
+def rank_combination(indices: Sequence[int], K: int) -> int:
+    """Colex rank in [0, C(K, M)) of a set of M distinct indices in [0, K) (any order accepted)."""
+    try:
+        c = sorted(_check_int("index", i) for i in indices)
+    except TypeError as e:
+        raise ParameterError(f"indices must be integers: {e}") from None
+    K, M = _check_KM(K, len(c))
+    if c and (c[0] < 0 or c[-1] >= K):
+        raise ParameterError(f"indices must be in [0, {K})")
+    for a, b in zip(c, c[1:]):
+        if a == b:
+            raise ParameterError(f"index {a} appears twice")
+    comb = math.comb
+    return sum(comb(ci, i + 1) for i, ci in enumerate(c))
+
+
+def _largest_c(rank: int, i: int, lo: int, hi: int) -> int:
+    """Largest c in [lo, hi] with C(c, i) <= rank, given C(lo, i) <= rank (C is nondecreasing in c)."""
+    comb = math.comb
+    if comb(hi, i) <= rank:
+        return hi
+    # C(a, i) <= rank < C(b, i); start from C(c, i) ~ (c - (i-1)/2)^i / i!, gallop to a bracket, bisect
+    a, b = lo, hi
+    if rank > 0 and b - a > 2:
+        g = int(math.exp((math.log(rank) + math.lgamma(i + 1)) / i) + (i - 1) / 2)
+        g = min(max(g, a + 1), b - 1)
+        step = 1
+        if comb(g, i) <= rank:
+            a = g
+            while a + step < b:
+                if comb(a + step, i) <= rank:
+                    a += step
+                    step *= 2
+                else:
+                    b = a + step
+                    break
+        else:
+            b = g
+            while b - step > a:
+                if comb(b - step, i) <= rank:
+                    a = b - step
+                    break
+                b -= step
+                step *= 2
+    while b - a > 1:
+        mid = (a + b) >> 1
+        if comb(mid, i) <= rank:
+            a = mid
+        else:
+            b = mid
+    return a
+
+
+def unrank_combination(rank: int, K: int, M: int) -> list[int]:
+    """Inverse of rank_combination: the sorted indices; BitstreamError if rank is not in [0, C(K, M))."""
+    K, M = _check_KM(K, M)
+    rank = _check_int("rank", rank)
+    comb = math.comb
+    if not 0 <= rank < comb(K, M):
+        raise BitstreamError(f"combination rank {rank} out of range for C({K}, {M})")
+    out = [0] * M
+    hi = K - 1
+    for i in range(M, 0, -1):
+        c = _largest_c(rank, i, i - 1, hi)  # C(i-1, i) = 0 <= rank
+        out[i - 1] = c
+        rank -= comb(c, i)
+        hi = c - 1
+    return out
+
+
+class BitWriter:
+    """MSB-first bit writer; ``getvalue`` zero-pads to a whole byte."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._acc = 0
+        self._nacc = 0  # bits in _acc (< 8 between calls)
+        self.nbits = 0  # bits written so far
+
+    def write(self, value: int, nbits: int) -> None:
+        nbits = _check_int("nbits", nbits)
+        value = _check_int("value", value)
+        if nbits < 0:
+            raise ParameterError("nbits must be >= 0")
+        if not 0 <= value < (1 << nbits) and not (value == 0 and nbits == 0):
+            raise ParameterError(f"value {value} does not fit in {nbits} bits")
+        if nbits == 0:
+            return
+        acc = (self._acc << nbits) | value
+        n = self._nacc + nbits
+        full = n >> 3
+        if full:
+            rem = n & 7
+            self._buf += (acc >> rem).to_bytes(full, "big")
+            acc &= (1 << rem) - 1
+            n = rem
+        self._acc, self._nacc = acc, n
+        self.nbits += nbits
+
+    def write_bits(self, bits: Iterable[bool]) -> None:
+        bits = [bool(b) for b in bits]
+        v = 0
+        for b in bits:
+            v = (v << 1) | b
+        self.write(v, len(bits))
+
+    def getvalue(self) -> bytes:
+        if self._nacc:
+            return bytes(self._buf) + bytes([(self._acc << (8 - self._nacc)) & 0xFF])
+        return bytes(self._buf)
+
+
+class BitReader:
+    """MSB-first bit reader over ``data``; BitstreamError on reading past the end."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = bytes(data)
+        self._pos = 0
+        self._end = 8 * len(self._data)
+
+    @property
+    def pos(self) -> int:
+        """Bits consumed so far."""
+        return self._pos
+
+    @property
+    def remaining(self) -> int:
+        return self._end - self._pos
+
+    def read(self, nbits: int) -> int:
+        nbits = _check_int("nbits", nbits)
+        if nbits < 0:
+            raise ParameterError("nbits must be >= 0")
+        if nbits == 0:
+            return 0
+        p, q = self._pos, self._pos + nbits
+        if q > self._end:
+            raise BitstreamError(f"bitstream truncated: need {nbits} bits at bit {p}, {self._end - p} left")
+        sb, eb = p >> 3, (q + 7) >> 3
+        v = int.from_bytes(self._data[sb:eb], "big") >> (8 * eb - q)
+        self._pos = q
+        return v & ((1 << nbits) - 1)
+
+    def read_bits(self, n: int) -> list[bool]:
+        n = _check_int("n", n)
+        v = self.read(n)
+        return [bool((v >> (n - 1 - i)) & 1) for i in range(n)]
+
+
+def index_sets_bits(K: int, Ms: Sequence[int]) -> int:
+    """Bits used by pack_index_sets (before padding): sum of combination_bits(K, M) + M."""
+    return sum(combination_bits(K, M) + _check_KM(K, M)[1] for M in Ms)
+
+
+def index_sets_nbytes(K: int, Ms: Sequence[int]) -> int:
+    """Bytes of pack_index_sets' output for these (K, Ms)."""
+    return (index_sets_bits(K, Ms) + 7) // 8
+
+
+def _as_list(x) -> list:
+    if hasattr(x, "tolist"):
+        x = x.tolist()
+    return list(x)
+
+
+def pack_index_sets(sets: list[tuple[Sequence[int], Sequence[bool]]], K: int, Ms: list[int]) -> bytes:
+    """Code one (indices, signs) set per (step, latent frame); set i must have Ms[i] distinct indices.
+
+    Indices may come in any order; signs belong to the index at the same position.
+    """
+    if len(sets) != len(Ms):
+        raise ParameterError(f"{len(sets)} index sets but {len(Ms)} values of M")
+    w = BitWriter()
+    for n, ((indices, signs), M) in enumerate(zip(sets, Ms)):
+        K_, M = _check_KM(K, M)
+        idx = [_check_int("index", i) for i in _as_list(indices)]
+        sg = [bool(s) for s in _as_list(signs)]
+        if len(idx) != M or len(sg) != M:
+            raise ParameterError(f"set {n}: expected {M} indices and signs, got {len(idx)} and {len(sg)}")
+        pairs = sorted(zip(idx, sg))
+        w.write(rank_combination([p[0] for p in pairs], K_), combination_bits(K_, M))
+        w.write_bits(p[1] for p in pairs)
+    return w.getvalue()
+
+
+def unpack_index_sets(data: bytes, K: int, Ms: list[int]) -> list[tuple[list[int], list[bool]]]:
+    """Inverse of pack_index_sets: per set, (sorted indices, their signs).
+
+    ``data`` must be exactly index_sets_nbytes(K, Ms) long with zero padding bits, else BitstreamError.
+    """
+    need = index_sets_bits(K, Ms)
+    if len(data) != (need + 7) // 8:
+        raise BitstreamError(f"index-set payload is {len(data)} bytes, expected {(need + 7) // 8}")
+    r = BitReader(data)
+    out = []
+    for M in Ms:
+        K_, M = _check_KM(K, M)
+        rank = r.read(combination_bits(K_, M))
+        idx = unrank_combination(rank, K_, M)
+        out.append((idx, r.read_bits(M)))
+    if r.read(r.remaining) != 0:
+        raise BitstreamError("index-set payload has non-zero padding bits")
+    return out
