@@ -252,12 +252,12 @@ class _Y4MGuard(io.RawIOBase):
             self._line += data[i:end]
             if not b"FRAME"[: len(self._line)] == self._line[:5] or len(self._line) > _Y4M_FRAME_LINE_MAX:
                 shown = self._line[:12]
-                self.problem = f"bad y4m data after frame {self.frames}: expected FRAME, got {shown!r}"
+                self.problem = f"bad y4m data after {self.frames} frames: expected FRAME, got {shown!r}"
                 return i
             if nl < 0:
                 return n
             if len(self._line) < 5 or (len(self._line) > 5 and self._line[5:6] != b" "):
-                self.problem = f"bad y4m data after frame {self.frames}: expected FRAME, got {self._line[:12]!r}"
+                self.problem = f"bad y4m data after {self.frames} frames: expected FRAME, got {self._line[:12]!r}"
                 return i
             self._line = b""
             self._in_payload, self._remaining = True, self._frame_size
@@ -308,9 +308,9 @@ class _Y4MGuard(io.RawIOBase):
             return self.problem
         if self._in_payload:
             got = self._frame_size - self._remaining
-            return f"truncated last frame: frame {self.frames} has {got} of {self._frame_size} bytes"
+            return f"truncated last frame: after {self.frames} complete frames, {got} of {self._frame_size} bytes"
         if self._line:
-            return f"truncated FRAME line after frame {self.frames}"
+            return f"truncated FRAME line after {self.frames} complete frames"
         if self.frames == 0:
             return "empty input: y4m header but no frames"
         return None

@@ -334,7 +334,7 @@ def test_truncated_last_frame(small_clip_y4m):
             for f in r:
                 got.append(f)
     assert len(got) == 7  # the complete frames come first
-    assert "frame 7" in str(exc.value)
+    assert "after 7 complete frames" in str(exc.value)
     # inside the FRAME line
     frame_bytes = 176 * 144 * 3 // 2 + 6
     header_len = data.index(b"\n") + 1

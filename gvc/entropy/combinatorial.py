@@ -78,56 +78,64 @@ def rank_combination(indices: Sequence[int], K: int) -> int:
     return sum(comb(ci, i + 1) for i, ci in enumerate(c))
 
 
-def _largest_c(rank: int, i: int, lo: int, hi: int) -> int:
-    """Largest c in [lo, hi] with C(c, i) <= rank, given C(lo, i) <= rank (C is nondecreasing in c)."""
+def _largest_c(rank: int, i: int, lo: int, hi: int) -> tuple[int, int]:
+    """(c, C(c, i)) for the largest c in [lo, hi] with C(c, i) <= rank, given C(lo, i) <= rank.
+
+    C(c, i) is nondecreasing in c.  Start from the estimate C(c, i) ~ (c - (i-1)/2)^i / i! (usually exact
+    or off by one), gallop to a bracket, bisect: about two math.comb calls per index.
+    """
     comb = math.comb
-    if comb(hi, i) <= rank:
-        return hi
-    # C(a, i) <= rank < C(b, i); start from C(c, i) ~ (c - (i-1)/2)^i / i!, gallop to a bracket, bisect
-    a, b = lo, hi
-    if rank > 0 and b - a > 2:
-        g = int(math.exp((math.log(rank) + math.lgamma(i + 1)) / i) + (i - 1) / 2)
-        g = min(max(g, a + 1), b - 1)
-        step = 1
-        if comb(g, i) <= rank:
-            a = g
-            while a + step < b:
-                if comb(a + step, i) <= rank:
-                    a += step
-                    step *= 2
-                else:
-                    b = a + step
-                    break
-        else:
-            b = g
-            while b - step > a:
-                if comb(b - step, i) <= rank:
-                    a = b - step
-                    break
-                b -= step
+    if rank == 0 or lo == hi:
+        return lo, comb(lo, i)
+    g = int(math.exp((math.log(rank) + math.lgamma(i + 1)) / i) + (i - 1) / 2)
+    g = min(max(g, lo), hi)
+    vg = comb(g, i)
+    step = 1
+    if vg <= rank:  # a = g is valid; look upwards for the first invalid b
+        a, va = g, vg
+        b = hi + 1  # sentinel: C(hi + 1, i) treated as > rank
+        while a + step < b:
+            v = comb(a + step, i)
+            if v <= rank:
+                a, va = a + step, v
                 step *= 2
+            else:
+                b = a + step
+                break
+    else:  # b = g is invalid; look downwards for a valid a
+        b = g
+        a, va = lo, None
+        while b - step > lo:
+            v = comb(b - step, i)
+            if v <= rank:
+                a, va = b - step, v
+                break
+            b -= step
+            step *= 2
+        if va is None:
+            va = comb(lo, i)
     while b - a > 1:
         mid = (a + b) >> 1
-        if comb(mid, i) <= rank:
-            a = mid
+        v = comb(mid, i)
+        if v <= rank:
+            a, va = mid, v
         else:
             b = mid
-    return a
+    return a, va
 
 
 def unrank_combination(rank: int, K: int, M: int) -> list[int]:
     """Inverse of rank_combination: the sorted indices; BitstreamError if rank is not in [0, C(K, M))."""
     K, M = _check_KM(K, M)
     rank = _check_int("rank", rank)
-    comb = math.comb
-    if not 0 <= rank < comb(K, M):
+    if not 0 <= rank < math.comb(K, M):
         raise BitstreamError(f"combination rank {rank} out of range for C({K}, {M})")
     out = [0] * M
     hi = K - 1
     for i in range(M, 0, -1):
-        c = _largest_c(rank, i, i - 1, hi)  # C(i-1, i) = 0 <= rank
+        c, v = _largest_c(rank, i, i - 1, hi)  # C(i-1, i) = 0 <= rank
         out[i - 1] = c
-        rank -= comb(c, i)
+        rank -= v
         hi = c - 1
     return out
 

@@ -301,8 +301,7 @@ class WanPrior:
     @torch.no_grad()
     def prompt_embeds(self, prompt: str) -> torch.Tensor:
         """UMT5 embedding of ``prompt`` as the Wan pipelines build it: [1, 512, text_dim], cached, on CPU."""
-        if self.text_encoder is None:
-            prompt = ""  # null embedding: the prompt is ignored
+        prompt = _clean_prompt(prompt) if self.text_encoder is not None else ""  # null embedding ignores it
         cached = self._prompt_cache.get(prompt)
         if cached is not None:
             return cached
@@ -310,7 +309,7 @@ class WanPrior:
             emb = torch.zeros(1, TEXT_LEN, self.text_dim, dtype=torch.float32)
         else:
             tok = self.tokenizer(
-                [_clean_prompt(prompt)],
+                [prompt],
                 padding="max_length",
                 max_length=TEXT_LEN,
                 truncation=True,

@@ -1,0 +1,286 @@
+"""WanPrior on tiny random Wan2.1 models saved in the Diffusers layout (CPU, offline, a few seconds each)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from wan_tiny import build_tiny_wan  # noqa: E402
+
+from gvc.errors import ParameterError  # noqa: E402
+from gvc.priors.base import Conditioning, FlowPrior, LatentGeometry  # noqa: E402
+from gvc.priors.wan import TEXT_LEN, WanPrior  # noqa: E402
+
+H = W = 32  # frames: multiple of 16 (VAE stride 8 x patch 2); 32x32 -> 4x4 latents, 2x2 tokens per frame
+
+
+def _frames(n: int, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    # 8-bit values, as decoded anchors are
+    return torch.randint(0, 256, (n, 3, H, W), generator=g).float() / 255
+
+
+_KINDS = {
+    "t2v": dict(mode="t2v"),
+    "t2v_notext": dict(mode="t2v", with_text_encoder=False),
+    "i2v": dict(mode="i2v"),
+    "i2v_clip": dict(mode="i2v", with_image_encoder=True),
+    "flf2v_clip": dict(mode="flf2v", with_image_encoder=True),
+}
+
+
+class _Models:
+    """Tiny model folders, built on first use (a test run of a subset builds only what it needs)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._built: dict[str, Path] = {}
+
+    def __getitem__(self, kind: str) -> Path:
+        if kind not in self._built:
+            name = "Wan2.1-T2V-tiny-Diffusers" if kind == "t2v" else kind
+            self._built[kind] = build_tiny_wan(self.root / name, **_KINDS[kind])
+        return self._built[kind]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return _Models(tmp_path_factory.mktemp("wan"))
+
+
+@pytest.fixture(scope="module")
+def t2v(models):
+    return WanPrior.from_pretrained(models["t2v"])
+
+
+def test_geometry_and_identity(t2v, models):
+    assert isinstance(t2v, FlowPrior)
+    g = t2v.geometry
+    assert isinstance(g, LatentGeometry)
+    assert (g.channels, g.spatial_stride, g.temporal_stride) == (16, 16, 4)  # 8 (VAE) x 2 (patch)
+    assert g.vae_stride == 8
+    assert g.latent_shape(9, 64, 48) == (16, 3, 8, 6)
+    assert t2v.mode == "t2v" and not t2v.is_i2v
+    assert t2v.name == "wan2.1:Wan2.1-T2V-tiny-Diffusers"[:32]
+    assert len(t2v.name.encode("ascii")) <= 32
+    digest = t2v.weights_sha256()
+    assert isinstance(digest, bytes) and len(digest) == 32
+    assert t2v.weights_sha256() is digest  # cached
+    assert t2v.to("cpu") is t2v
+
+
+@pytest.mark.parametrize("frames", [5, 9])
+def test_encode_decode_shapes(t2v, frames):
+    x = _frames(frames)
+    z = t2v.encode(x)
+    assert z.shape == t2v.geometry.latent_shape(frames, H, W) == (16, (frames - 1) // 4 + 1, H // 8, W // 8)
+    assert z.dtype == torch.float32 and torch.isfinite(z).all()
+    y = t2v.decode(z)
+    assert y.shape == (frames, 3, H, W) and y.dtype == torch.float32
+    assert y.min() >= 0 and y.max() <= 1
+
+
+def test_encode_normalisation_and_determinism(t2v):
+    x = _frames(5)
+    z1, z2 = t2v.encode(x), t2v.encode(x.clone())
+    assert torch.equal(z1, z2)
+    # normalised latents = (posterior mean - latents_mean) / latents_std
+    vae = t2v.vae
+    with torch.no_grad():
+        raw = vae.encode(x.permute(1, 0, 2, 3)[None] * 2 - 1).latent_dist.mean[0]
+    mean = torch.tensor(vae.config.latents_mean).view(-1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(-1, 1, 1, 1)
+    torch.testing.assert_close(z1, (raw - mean) / std, rtol=1e-5, atol=1e-5)
+
+
+def test_encode_rejects_bad_sizes(t2v):
+    with pytest.raises(ParameterError):
+        t2v.encode(_frames(6))
+    with pytest.raises(ParameterError):
+        t2v.encode(torch.rand(5, 3, 36, 32))
+
+
+def test_velocity_shape_determinism_prompt_cache(t2v):
+    shape = t2v.geometry.latent_shape(9, H, W)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(3))
+    cond = t2v.condition(Conditioning(prompt="a cat walking"), shape)
+    pe = cond.extra["wan"]["prompt_embeds"]
+    assert pe.shape == (1, TEXT_LEN, t2v.text_dim)
+    assert pe[0, 4:].abs().sum() == 0 and pe[0, :4].abs().sum() > 0  # 3 words + </s>, zero padding after
+    assert t2v.prompt_embeds("a  cat walking ") is pe  # cleaned + cached per prompt
+    u1 = t2v.velocity(x, 0.6, cond)
+    u2 = t2v.velocity(x.clone(), 0.6, Conditioning(prompt="a cat walking"))  # conditions lazily
+    assert u1.shape == x.shape and u1.dtype == torch.float32 and torch.isfinite(u1).all()
+    assert torch.equal(u1, u2)
+    assert not torch.equal(u1, t2v.velocity(x, 0.3, cond))  # the timestep matters
+    assert not torch.equal(u1, t2v.velocity(x, 0.6, Conditioning(prompt="")))  # the prompt matters
+
+
+def test_t2v_refuses_anchors(t2v):
+    cond = Conditioning(first_frame=_frames(1)[0])
+    with pytest.raises(ParameterError, match="cannot condition on anchors"):
+        t2v.condition(cond, t2v.geometry.latent_shape(5, H, W))
+
+
+def test_euler_sampling_loop(t2v):
+    """4 plain Euler steps x <- x - u dt from t=1 to t=0: the prior plugs into a sampler."""
+    shape = t2v.geometry.latent_shape(5, H, W)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(7))
+    cond = t2v.condition(Conditioning(prompt=""), shape)
+    ts = torch.linspace(1, 0, 5).tolist()
+    for t, t_next in zip(ts[:-1], ts[1:]):
+        x = x - t2v.velocity(x, t, cond) * (t - t_next)
+    assert torch.isfinite(x).all()
+    video = t2v.decode(x)
+    assert video.shape == (5, 3, H, W) and torch.isfinite(video).all()
+
+
+def test_null_text_embedding(models):
+    prior = WanPrior.from_pretrained(models["t2v_notext"])
+    assert prior.text_encoder is None
+    shape = prior.geometry.latent_shape(5, H, W)
+    cond = prior.condition(Conditioning(prompt="ignored"), shape)
+    pe = cond.extra["wan"]["prompt_embeds"]
+    assert pe.shape == (1, TEXT_LEN, prior.text_dim) and pe.abs().sum() == 0
+    u = prior.velocity(torch.randn(shape), 0.5, cond)
+    assert u.shape == shape and torch.isfinite(u).all()
+
+
+def test_i2v_and_flf2v_conditioning(models):
+    prior = WanPrior.from_pretrained(models["i2v"])
+    assert prior.is_i2v and prior.mode == "i2v"
+    assert prior.transformer.config.in_channels == 36
+    frames = _frames(9)
+    shape = prior.geometry.latent_shape(9, H, W)
+    x = torch.randn(shape)
+
+    with pytest.raises(ParameterError):
+        prior.condition(Conditioning(), shape)  # an I2V model needs a first frame
+
+    i2v = prior.condition(Conditioning(first_frame=frames[0], frames=9), shape)
+    y = i2v.extra["wan"]["y"]
+    assert y.shape == (20, 3, H // 8, W // 8)
+    mask = y[:4, :, 0, 0]  # [temporal_stride, F_lat]
+    assert mask[:, 0].eq(1).all() and mask[:, 1:].eq(0).all()
+    assert i2v.extra["wan"]["image_embeds"] is None
+    u = prior.velocity(x, 0.5, i2v)
+    assert u.shape == shape and torch.isfinite(u).all()
+
+    flf = prior.condition(Conditioning(first_frame=frames[0], last_frame=frames[-1]), shape)
+    y2 = flf.extra["wan"]["y"]
+    assert y2.shape == (20, 3, H // 8, W // 8)
+    m2 = y2[:4, :, 0, 0]
+    # last pixel frame = entry 3 of the last latent frame's group of 4
+    assert m2[:, 0].eq(1).all() and m2[:, 1].eq(0).all() and m2[:3, 2].eq(0).all() and m2[3, 2] == 1
+    assert not torch.equal(y2[4:], y[4:])
+    assert not torch.equal(u, prior.velocity(x, 0.5, flf))
+
+    with pytest.raises(ParameterError):  # anchor of the wrong size
+        prior.condition(Conditioning(first_frame=torch.rand(3, 16, 16)), shape)
+
+
+def test_conditioning_matches_diffusers_pipeline(models):
+    """y, CLIP features and prompt embeddings equal WanImageToVideoPipeline's for the same inputs."""
+    import PIL.Image
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline
+    from diffusers.pipelines.wan import pipeline_wan_i2v
+
+    prior = WanPrior.from_pretrained(models["flf2v_clip"])
+    assert prior.mode == "flf2v" and prior.uses_clip and prior.clip_pairs
+    frames = _frames(5, seed=11)
+    shape = prior.geometry.latent_shape(5, H, W)
+    cond = prior.condition(Conditioning(first_frame=frames[0], last_frame=frames[-1], prompt="red car"), shape)
+    prep = cond.extra["wan"]
+    assert prep["y"].shape == (20, 2, H // 8, W // 8)
+    assert prep["image_embeds"].shape == (2, 5, 32)  # both anchors' CLIP tokens (hidden_states[-2])
+    u = prior.velocity(torch.randn(shape), 0.5, cond)
+    assert u.shape == shape and torch.isfinite(u).all()
+
+    pipe = WanImageToVideoPipeline(
+        tokenizer=prior.tokenizer,
+        text_encoder=prior.text_encoder,
+        vae=prior.vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        image_processor=prior.image_processor,
+        image_encoder=prior.image_encoder,
+        transformer=prior.transformer,
+    )
+    pil = [
+        PIL.Image.fromarray((f * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+        for f in (frames[0], frames[-1])
+    ]
+    first, last = (pipe.video_processor.preprocess(p, height=H, width=W) for p in pil)
+    with torch.no_grad():
+        _, ref_y = pipe.prepare_latents(first, 1, 16, H, W, 5, torch.float32, torch.device("cpu"), last_image=last)
+        ref_img = pipe.encode_image(pil, torch.device("cpu"))
+        saved = getattr(pipeline_wan_i2v, "ftfy", None)
+        pipeline_wan_i2v.ftfy = types.SimpleNamespace(fix_text=lambda s: s)  # ftfy may be absent
+        try:
+            ref_pe = pipe._get_t5_prompt_embeds("red car", max_sequence_length=TEXT_LEN, device=torch.device("cpu"))
+        finally:
+            if saved is None:
+                del pipeline_wan_i2v.ftfy
+            else:
+                pipeline_wan_i2v.ftfy = saved
+    assert torch.equal(prep["y"], ref_y[0])
+    assert torch.equal(prep["image_embeds"], ref_img)
+    assert torch.equal(prep["prompt_embeds"], ref_pe)
+
+    with pytest.raises(ParameterError):  # an FLF2V model with CLIP needs both anchors
+        prior.condition(Conditioning(first_frame=frames[0]), shape)
+
+
+def test_i2v_clip_first_frame_only(models):
+    prior = WanPrior.from_pretrained(models["i2v_clip"])
+    assert prior.mode == "i2v" and prior.uses_clip and not prior.clip_pairs
+    frames = _frames(5)
+    shape = prior.geometry.latent_shape(5, H, W)
+    cond = prior.condition(Conditioning(first_frame=frames[0]), shape)
+    assert cond.extra["wan"]["image_embeds"].shape == (1, 5, 32)
+    assert torch.isfinite(prior.velocity(torch.randn(shape), 0.9, cond)).all()
+    with pytest.raises(ParameterError):
+        prior.condition(Conditioning(first_frame=frames[0], last_frame=frames[-1]), shape)
+
+
+def test_weights_sha256_tracks_weights(models, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    copy = tmp_path / "copy"
+    shutil.copytree(models["t2v"], copy)
+    a = WanPrior.from_pretrained(models["t2v"]).weights_sha256()
+    assert WanPrior.from_pretrained(copy).weights_sha256() == a  # same bytes, other folder: same digest
+    f = copy / "transformer" / "diffusion_pytorch_model.safetensors"
+    sd = load_file(str(f))
+    key = sorted(sd)[0]
+    sd[key] = sd[key] + 1e-3
+    save_file(sd, str(f))
+    changed = WanPrior.from_pretrained(copy)
+    assert changed.weights_sha256() != a
+    # without the text encoder the digest covers fewer files
+    assert WanPrior.from_pretrained(models["t2v_notext"]).weights_sha256() != a
+
+
+def test_missing_pieces_raise_parameter_error(models, tmp_path):
+    with pytest.raises(ParameterError, match="not found"):
+        WanPrior.from_pretrained(tmp_path / "nowhere")
+    broken = tmp_path / "novae"
+    shutil.copytree(models["t2v"], broken)
+    shutil.rmtree(broken / "vae")
+    with pytest.raises(ParameterError, match="vae"):
+        WanPrior.from_pretrained(broken)
+    notok = tmp_path / "notok"
+    shutil.copytree(models["t2v"], notok)
+    shutil.rmtree(notok / "tokenizer")
+    with pytest.raises(ParameterError, match="tokenizer"):
+        WanPrior.from_pretrained(notok)
+    noclip = tmp_path / "noclip"
+    shutil.copytree(models["i2v_clip"], noclip)
+    shutil.rmtree(noclip / "image_encoder")
+    with pytest.raises(ParameterError, match="image_encoder"):
+        WanPrior.from_pretrained(noclip)
