@@ -236,34 +236,42 @@ def _check_dim(dim) -> int:
 
 
 class _Scratch:
-    """Per-thread scratch buffers for generating ``rows`` atoms of ``nblocks`` blocks."""
+    """Per-thread scratch buffers for generating ``rows`` x ``blocks`` words."""
 
-    def __init__(self, rows: int, nblocks: int):
-        self.z = np.empty((rows, nblocks), np.uint64)
-        self.t = np.empty((rows, nblocks), np.uint64)
-        self.f = np.empty((rows, 4 * nblocks), np.float32)
+    def __init__(self, rows: int, blocks: int):
+        self.z = np.empty((rows, blocks), np.uint64)
+        self.t = np.empty((rows, blocks), np.uint64)
+        self.f = np.empty((rows, 4 * blocks), np.float32)
 
 
 def _gen_rows_np(akeys: np.ndarray, bkeys: np.ndarray, table: np.ndarray, s: _Scratch) -> np.ndarray:
-    """Atoms for the atom keys ``akeys`` (uint64 [r]) into s.f[:r] (float32 [r, 4*nblocks]); returns it."""
-    r = akeys.shape[0]
-    z, t, f = s.z[:r], s.t[:r], s.f[:r]
+    """Samples of the blocks ``bkeys`` (block keys, uint64 [w]) of the atoms ``akeys`` (atom keys, uint64 [r])
+    into s.f (float32 [r, 4*w]); returns that view."""
+    r, w = akeys.shape[0], bkeys.shape[0]
+    z, t, f = s.z[:r, :w], s.t[:r, :w], s.f[:r, :4 * w]
     np.add(akeys[:, None], bkeys[None, :], out=z)
     _mix_np_inplace(z, t)
     if _LITTLE:
-        idx = z.view(np.uint16)  # [r, 4*nblocks], word w of block j at 4*j + w
+        idx = z.view(np.uint16)  # [r, 4*w], word i of block j at 4*j + i
     else:  # pragma: no cover - big-endian hosts
-        idx = np.empty((r, z.shape[1], 4), np.uint16)
-        for w in range(4):
-            idx[:, :, w] = (z >> _U(16 * w)) & _U(0xFFFF)
+        idx = np.empty((r, w, 4), np.uint16)
+        for i in range(4):
+            idx[:, :, i] = (z >> _U(16 * i)) & _U(0xFFFF)
         idx = idx.reshape(r, -1)
     np.take(table, idx, out=f, mode="wrap")  # indices are < 65536: 'wrap' only skips the bounds check
     return f
 
 
-def _rows_per_chunk(nblocks: int) -> int:
-    # keep the uint64 scratch of one chunk around 512 KiB so all passes stay in L2
-    return max(1, min(64, (64 * 1024) // max(1, nblocks)))
+# Work unit of the numpy path: about _CHUNK_WORDS 64-bit words (x2 uint64 scratch + float32 samples),
+# sized so that all passes over a chunk stay in the core's L2 cache.
+_CHUNK_WORDS = 16384
+
+
+def _chunk_plan(nblocks: int) -> tuple[int, list[tuple[int, int]]]:
+    """(rows per chunk, block segments [(j0, j1)]): depends on the dimension only."""
+    if nblocks <= _CHUNK_WORDS:
+        return max(1, min(64, _CHUNK_WORDS // nblocks)), [(0, nblocks)]
+    return 1, [(j, min(nblocks, j + _CHUNK_WORDS)) for j in range(0, nblocks, _CHUNK_WORDS)]
 
 
 def _default_threads() -> int:
@@ -294,21 +302,22 @@ def _atoms_np(key: int, idx: np.ndarray, dim: int, threads: int | None = None) -
     akeys = _atom_keys_np(key, idx)
     n = idx.shape[0]
     out = np.empty((n, dim), np.float32)
-    rc = _rows_per_chunk(nb)
+    rc, segs = _chunk_plan(nb)
     chunks = [(a, min(n, a + rc)) for a in range(0, n, rc)]
 
-    def run(rng: list[tuple[int, int]]):
-        s = _Scratch(rc, nb)
-        for a, b in rng:
-            f = _gen_rows_np(akeys[a:b], bkeys, table, s)
-            out[a:b] = f[:, :dim]
+    def run(part: list[tuple[int, int]]):
+        s = _Scratch(rc, min(nb, _CHUNK_WORDS))
+        for a, b in part:
+            for j0, j1 in segs:
+                f = _gen_rows_np(akeys[a:b], bkeys[j0:j1], table, s)
+                e = min(dim, 4 * j1)
+                out[a:b, 4 * j0:e] = f[:, :e - 4 * j0]
 
     nt = min(threads or _default_threads(), len(chunks))
     if nt <= 1 or n * dim < (1 << 18):
         run(chunks)
     else:
-        parts = [chunks[i::nt] for i in range(nt)]
-        list(_pool(nt).map(run, parts))
+        list(_pool(nt).map(run, [chunks[i::nt] for i in range(nt)]))
     return out
 
 
@@ -482,13 +491,14 @@ class CodebookSearch:
         K, nb, dim = self.K, self.nblocks, self.dim
         table = _normal_table_np()
         bkeys = _block_keys_np(nb)
-        rc = _rows_per_chunk(nb)
+        rc, segs = _chunk_plan(nb)
         nchunks = (K + rc - 1) // rc
         ip = np.empty(K, np.float32)
-        rr = r[None, :]
-        # the inner product is an elementwise product followed by numpy's pairwise row sum: no BLAS call
-        # (so no library threading under our worker threads) and each row's result depends on that row
-        # alone, whatever the tiling or thread split
+        # each inner product: per block segment an elementwise product and numpy's pairwise row sum,
+        # segments added in order in float64.  No BLAS call (so no library threading under our worker
+        # threads), and each row's result depends on that row and the dimension alone, whatever the
+        # tiling or thread split.
+        rsegs = [r[None, 4 * j0:min(dim, 4 * j1)] for j0, j1 in segs]
         tile_chunks = max(1, self.tile_atoms // rc)
         nt = self.threads
         if nt > 1:  # finer tiles so the threads stay busy
@@ -499,14 +509,20 @@ class CodebookSearch:
         def run(tile):
             s = getattr(local, "s", None)
             if s is None:
-                s = local.s = _Scratch(rc, nb)
+                s = local.s = _Scratch(rc, min(nb, _CHUNK_WORDS))
             a0, a1 = tile[0] * rc, min(K, tile[1] * rc)
             akeys = _atom_keys_np(key, np.arange(a0, a1, dtype=np.uint64))
+            acc = np.empty(rc, np.float64)
+            part = np.empty(rc, np.float32)
             for a in range(a0, a1, rc):
                 b = min(a1, a + rc)
-                f = _gen_rows_np(akeys[a - a0:b - a0], bkeys, table, s)[:, :dim]
-                np.multiply(f, rr, out=f)
-                np.sum(f, axis=1, out=ip[a:b])
+                acc[:] = 0.0
+                for (j0, j1), rs in zip(segs, rsegs):
+                    f = _gen_rows_np(akeys[a - a0:b - a0], bkeys[j0:j1], table, s)[:, :rs.shape[1]]
+                    np.multiply(f, rs, out=f)
+                    np.sum(f, axis=1, out=part[:b - a])
+                    acc[:b - a] += part[:b - a]
+                ip[a:b] = acc[:b - a]
 
         nt = min(nt, len(tiles))
         if nt <= 1:

@@ -154,7 +154,7 @@ def test_null_text_embedding(models):
 
 def test_i2v_and_flf2v_conditioning(models):
     prior = WanPrior.from_pretrained(models["i2v"])
-    assert prior.is_i2v and prior.mode == "i2v"
+    assert prior.is_i2v and prior.mode == "i2v" and prior.accepts_last_frame and not prior.needs_last_frame
     assert prior.transformer.config.in_channels == 36
     frames = _frames(9)
     shape = prior.geometry.latent_shape(9, H, W)
@@ -232,6 +232,19 @@ def test_conditioning_matches_diffusers_pipeline(models):
     assert torch.equal(prep["image_embeds"], ref_img)
     assert torch.equal(prep["prompt_embeds"], ref_pe)
 
+    # velocity = the pipeline's transformer call on [x_t, y] at timestep 1000 t, guidance 1
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ref_u = pipe.transformer(
+            hidden_states=torch.cat([x[None], ref_y], dim=1),
+            timestep=torch.tensor([250.0]),
+            encoder_hidden_states=ref_pe,
+            encoder_hidden_states_image=ref_img,
+            return_dict=False,
+        )[0][0]
+    assert torch.equal(prior.velocity(x, 0.25, cond), ref_u)
+
+    assert prior.accepts_last_frame and prior.needs_last_frame
     with pytest.raises(ParameterError):  # an FLF2V model with CLIP needs both anchors
         prior.condition(Conditioning(first_frame=frames[0]), shape)
 
@@ -239,6 +252,7 @@ def test_conditioning_matches_diffusers_pipeline(models):
 def test_i2v_clip_first_frame_only(models):
     prior = WanPrior.from_pretrained(models["i2v_clip"])
     assert prior.mode == "i2v" and prior.uses_clip and not prior.clip_pairs
+    assert not prior.accepts_last_frame and not prior.needs_last_frame
     frames = _frames(5)
     shape = prior.geometry.latent_shape(5, H, W)
     cond = prior.condition(Conditioning(first_frame=frames[0]), shape)
@@ -284,3 +298,27 @@ def test_missing_pieces_raise_parameter_error(models, tmp_path):
     shutil.rmtree(noclip / "image_encoder")
     with pytest.raises(ParameterError, match="image_encoder"):
         WanPrior.from_pretrained(noclip)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_transformer(models):
+    cpu = WanPrior.from_pretrained(models["flf2v_clip"])
+    gpu = WanPrior.from_pretrained(models["flf2v_clip"], device="cuda", bf16_transformer=True)
+    assert gpu.transformer.dtype == torch.bfloat16 and gpu.vae.dtype == torch.float32
+    assert gpu.transformer.scale_shift_table.dtype == torch.float32  # diffusers' keep-in-fp32 modules
+    assert gpu.transformer.rope.freqs_cos.dtype == cpu.transformer.rope.freqs_cos.dtype
+    frames = _frames(5)
+    shape = cpu.geometry.latent_shape(5, H, W)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(2))
+    conds = [p.condition(Conditioning(first_frame=frames[0], last_frame=frames[-1]), shape) for p in (cpu, gpu)]
+    torch.testing.assert_close(conds[1].extra["wan"]["y"], conds[0].extra["wan"]["y"], rtol=1e-3, atol=1e-3)
+    u_cpu, u_gpu = cpu.velocity(x, 0.5, conds[0]), gpu.velocity(x.cuda(), 0.5, conds[1])
+    assert u_gpu.is_cuda and u_gpu.dtype == torch.float32 and torch.isfinite(u_gpu).all()
+    assert (u_gpu.cpu() - u_cpu).abs().max() < 0.1 * u_cpu.abs().max()
+    z = gpu.encode(frames.cuda())
+    assert z.is_cuda and gpu.decode(z).shape == (5, 3, H, W)
+    # back on the CPU it runs in float32 again (with the bf16-rounded weights it was loaded with)
+    assert gpu.to("cpu") is gpu and gpu.transformer.dtype == torch.float32
+    u_back = gpu.velocity(x, 0.5, conds[0])
+    assert not u_back.is_cuda and (u_back - u_cpu).abs().max() < 0.1 * u_cpu.abs().max()

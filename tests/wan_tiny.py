@@ -138,7 +138,9 @@ def build_tiny_wan(
         image_encoder = CLIPVisionModel(CLIPVisionConfig(**TINY_CLIP))
         image_encoder.save_pretrained(out / "image_encoder", safe_serialization=True)
         size = TINY_CLIP["image_size"]
-        CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}).save_pretrained(
-            out / "image_processor"
-        )
+        import transformers
+
+        proc_cls = getattr(transformers, "CLIPImageProcessorPil", None) or CLIPImageProcessor  # no torchvision
+        proc = proc_cls(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+        proc.save_pretrained(out / "image_processor")  # saved as image_processor_type "CLIPImageProcessor"
     return out

@@ -160,9 +160,13 @@ class WanPrior:
     ) -> "WanPrior":
         """Load from a local Diffusers folder (never downloads). Missing pieces raise ParameterError.
 
-        ``bf16_transformer``: on CUDA run the transformer in bfloat16 (VAE/encoders stay in ``dtype``).
-        ``text_encoder_device``: where UMT5 runs (e.g. "cpu" to keep the 11-GB encoder off the GPU);
-        default: with the rest of the prior.
+        ``dtype``: of every component (float32 by default).
+        ``bf16_transformer``: on CUDA run the transformer in bfloat16, with diffusers' keep-in-fp32 modules
+        (time embedder, norms, scale_shift_table) left in float32; VAE and encoders stay in ``dtype``. When
+        ``device`` is CUDA the weights are rounded to bf16 at load, so a later ``.to("cpu")`` runs float32
+        arithmetic on bf16-rounded weights; on the CPU the flag has no effect.
+        ``text_encoder_device``: where UMT5 runs (e.g. "cpu" to keep umt5-xxl, 23 GB in float32, off the
+        GPU; prompts are encoded once and cached); default: with the rest of the prior.
         """
         root = Path(local_dir)
         if not root.is_dir():
@@ -258,7 +262,18 @@ class WanPrior:
 
     @property
     def mode(self) -> str:
+        """"t2v", "i2v" or "flf2v" (an I2V-layout model without CLIP reports "i2v" but takes a last frame too)."""
         return "t2v" if not self.is_i2v else ("flf2v" if self.clip_pairs else "i2v")
+
+    @property
+    def accepts_last_frame(self) -> bool:
+        """Whether :meth:`condition` takes a last-frame anchor (FLF2V, or an I2V-layout model without CLIP)."""
+        return self.is_i2v and (self.clip_pairs or not self.uses_clip)
+
+    @property
+    def needs_last_frame(self) -> bool:
+        """Wan2.1-FLF2V-14B-style models (CLIP features of two images) need both anchors."""
+        return self.clip_pairs
 
     # ------------------------------------------------------------------ VAE
     def _normalise(self, z: torch.Tensor) -> torch.Tensor:  # z: [C, F, h, w] float32
