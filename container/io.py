@@ -45,13 +45,20 @@ class StreamWriter:
                                        codec_private=head, tags=tags or {})
         else:
             self._mkv = None
+            self._raw_bytes = 0
             self._write_raw(head)
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes of the output so far (container framing included; Matroska cues come at close)."""
+        return self._mkv.bytes_written if self._mkv is not None else self._raw_bytes
 
     def _write_raw(self, data: bytes) -> None:
         try:
             self._file.write(data)
         except BrokenPipeError:
             raise InputError("output pipe closed") from None
+        self._raw_bytes += len(data)
 
     def write(self, unit: GopUnit, pts: int, duration: int) -> int:
         data = unit.to_bytes()

@@ -235,6 +235,12 @@ class MatroskaWriter:
         self.header_bytes = self._pos  # container overhead before the first cluster
         self._flush()
 
+    @property
+    def bytes_written(self) -> int:
+        """Bytes of output so far, counting a cluster still buffered for its size field (≈12 bytes of head)."""
+        pending = sum(map(len, self._cluster_blocks)) + 12 if self._cluster_blocks else 0
+        return self._pos + pending
+
     # -- low-level output
     def _emit(self, data: bytes) -> None:
         self._f.write(data)

@@ -45,6 +45,9 @@ class CodecConfig:
             codebook_size(self.tail_quality)
         if not 2 <= self.gop_length <= 1025:
             raise ParameterError(f"GOP length must be in 2..1025, got {self.gop_length}")
+        from .sampler import SamplerConfig
+
+        SamplerConfig(self.steps, self.ode_tail, self.gamma, self.shift)  # validates them
         if not 0 <= self.seed < 2**32:
             raise ParameterError(f"seed must be in 0..2^32-1, got {self.seed}")
         if self.residual_step is not None and not 1e-3 <= self.residual_step <= 100:

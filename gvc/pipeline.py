@@ -24,7 +24,7 @@ from .progress import Progress
 from .priors import load_prior
 from .ratecontrol import choose, settings
 
-MKV_BLOCK_OVERHEAD_BYTES = 16  # estimate of Matroska block framing per GOP, for rate control only
+CONTAINER_OVERHEAD_PER_GOP = 40  # Matroska block, cluster and cue bytes per GOP (estimate for rate control)
 
 
 @dataclass
@@ -83,6 +83,8 @@ def encode_stream(reader, out_path, config: CodecConfig, *, prior="default", dev
     bar = Progress(total=est_gops * h.steps if est_gops else None, desc="encode", unit="step", quiet=quiet)
     rc = _RateController(enc, target_kbps) if target_kbps else None
     with StreamWriter(out_path, h, tags=tags, fmt=fmt) as writer:
+        if rc:
+            rc.spent_bits = 8 * writer.bytes_written
         index = 0
         while True:
             want = h.gop_length - len(carry)
@@ -109,7 +111,7 @@ def encode_stream(reader, out_path, config: CodecConfig, *, prior="default", dev
             res.stats["psnr"] = sum(frame_psnrs) / len(frame_psnrs)
             report.gops.append(res.stats)
             if rc:
-                rc.spent(nbytes, len(res.frames))
+                rc.spent(writer.bytes_written, len(res.frames))
             carry = frames[-h.gop_overlap:] if h.gop_overlap else []
             index += 1
             if len(frames) < h.gop_length:
@@ -152,21 +154,22 @@ class _RateController:
         out_frames = plan.real_frames - plan.output_from
         budget = self.bits_per_frame * (self.frames_done + out_frames) - self.spent_bits
         options = self._options_for(self.enc.prior.geometry.latent_frames(plan.length))
-        overhead = 8 * (100 + MKV_BLOCK_OVERHEAD_BYTES)
-        other = overhead + (self.other_bits_per_frame or 0.0) * out_frames
+        other = (self.other_bits_per_frame or 8.0 * CONTAINER_OVERHEAD_PER_GOP / out_frames) * out_frames
         knob = choose(budget, other, options)
         res = self.enc.encode_gop(index, frames, m=knob.m, m_plus_steps=knob.m_plus_steps, progress=progress)
-        actual_other = 8 * (len(res.unit.to_bytes()) - len(res.unit.indices)) + 8 * MKV_BLOCK_OVERHEAD_BYTES
-        if self.other_bits_per_frame is None and abs(8 * len(res.unit.to_bytes()) - budget) > 0.03 * budget:
-            # First GOP: the anchor/residual size was a guess; encode again with the measured size.
-            knob = choose(budget, actual_other, options)
+        if self.other_bits_per_frame is None and abs(self._bits(res) - budget) > 0.03 * budget:
+            # First GOP: anchor and residual sizes were a guess; encode again with the measured ones.
+            knob = choose(budget, self._bits(res) - 8 * len(res.unit.indices), options)
             res = self.enc.encode_gop(index, frames, m=knob.m, m_plus_steps=knob.m_plus_steps, progress=progress)
-            actual_other = 8 * (len(res.unit.to_bytes()) - len(res.unit.indices)) + 8 * MKV_BLOCK_OVERHEAD_BYTES
-        self.other_bits_per_frame = actual_other / out_frames
+        self.other_bits_per_frame = (self._bits(res) - 8 * len(res.unit.indices)) / out_frames
         return res
 
-    def spent(self, nbytes: int, frames: int) -> None:
-        self.spent_bits += 8 * nbytes
+    @staticmethod
+    def _bits(res: GopResult) -> int:
+        return 8 * (len(res.unit.to_bytes()) + CONTAINER_OVERHEAD_PER_GOP)
+
+    def spent(self, bytes_written: int, frames: int) -> None:
+        self.spent_bits = 8 * bytes_written
         self.frames_done += frames
 
 

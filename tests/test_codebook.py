@@ -77,23 +77,28 @@ def test_rows_independent_of_batching():
 
 
 def test_segmented_chunks(monkeypatch):
-    """Dimensions above one chunk are generated in block segments: same atoms, same search."""
-    D = 70_001  # 17,501 blocks: two segments at the default chunk size, last block partial
+    """Dimensions above one chunk are generated in block segments: same atoms, same inner products."""
+    D = 70_001  # 17,501 blocks: several segments, last block partial
     a = cb.atoms(4, 5, 6, [0, 3, 2**50], D)
     assert torch.equal(a, cb.atoms(4, 5, 6, [0, 3, 2**50], D, backend="torch"))
+    assert torch.equal(a, cb.atoms(4, 5, 6, [0, 3, 2**50], D, threads=3))
     r = torch.randn(D, generator=torch.Generator().manual_seed(2))
-    ip = cb.CodebookSearch(12, D).inner_products(r, 4, 5, 6)
+    ip = cb.CodebookSearch(12, D, threads=1).inner_products(r, 4, 5, 6)
     ref = cb.atoms(4, 5, 6, range(12), D).double() @ r.double()
     assert torch.allclose(ip.double(), ref, rtol=1e-5, atol=2e-3)
-    monkeypatch.setattr(cb, "_CHUNK_WORDS", 64)  # many segments, one row per chunk
-    assert torch.equal(cb.atoms(4, 5, 6, [0, 3, 2**50], D), a)
-    D2 = 1001
+    assert torch.equal(ip, cb.CodebookSearch(12, D, threads=4).inner_products(r, 4, 5, 6))
+    D2 = 9001
     small = cb.atoms(4, 5, 6, range(40), D2)
-    monkeypatch.undo()
-    assert torch.equal(small, cb.atoms(4, 5, 6, range(40), D2))
-    monkeypatch.setattr(cb, "_CHUNK_WORDS", 64)
-    ip2 = cb.CodebookSearch(40, D2, tile_bytes=1).inner_products(r[:D2], 4, 5, 6)
-    assert torch.allclose(ip2.double(), small.double() @ r[:D2].double(), rtol=1e-5, atol=1e-3)
+    ip2 = cb.CodebookSearch(40, D2, threads=1).inner_products(r[:D2], 4, 5, 6)
+    for words in (1, 2000, 5000):  # one row per chunk and many segments, or several rows per chunk
+        monkeypatch.setattr(cb, "_CHUNK_WORDS_1", words)
+        monkeypatch.setattr(cb, "_CHUNK_WORDS_N", words)
+        assert torch.equal(cb.atoms(4, 5, 6, [0, 3, 2**50], D), a)
+        assert torch.equal(cb.atoms(4, 5, 6, range(40), D2, threads=2), small)
+        for th in (1, 3):
+            assert torch.equal(cb.CodebookSearch(12, D, threads=th).inner_products(r, 4, 5, 6), ip)
+            assert torch.equal(cb.CodebookSearch(40, D2, tile_bytes=1, threads=th).inner_products(r[:D2], 4, 5, 6),
+                               ip2)
 
 
 def test_determinism_across_calls():
@@ -305,6 +310,8 @@ def test_cuda_bit_identical_to_numpy():
     i0, s0 = cb.CodebookSearch(K, D).topm(r, 1, 2, 3, M)
     i1, s1 = cb.CodebookSearch(K, D, device="cuda", tile_bytes=1 << 20).topm(r.cuda(), 1, 2, 3, M)
     assert torch.equal(i0, i1.cpu()) and torch.equal(s0, s1.cpu())
+    i2, s2 = cb.CodebookSearch(K, D, device="cuda", compile=False).topm(r.cuda(), 1, 2, 3, M)
+    assert torch.equal(i0, i2.cpu()) and torch.equal(s0, s2.cpu())
     ip0 = cb.CodebookSearch(K, D).inner_products(r, 1, 2, 3)
     ip1 = cb.CodebookSearch(K, D, device="cuda").inner_products(r.cuda(), 1, 2, 3)
     assert torch.allclose(ip0, ip1.cpu(), rtol=1e-4, atol=1e-2)

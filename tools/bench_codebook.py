@@ -77,6 +77,7 @@ def main(argv=None) -> int:
     p.add_argument("--naive-atoms", type=int, default=None, help="atoms run by the naive loop (default K/16)")
     p.add_argument("--tile-bytes", type=int, default=None, help="CodebookSearch tile_bytes (default: its own)")
     p.add_argument("--threads", type=int, default=None, help="CPU worker threads of the numpy path")
+    p.add_argument("--no-compile", action="store_true", help="torch path: do not torch.compile the generator")
     p.add_argument("--seed", type=int, default=1234)
     a = p.parse_args(argv)
 
@@ -94,11 +95,17 @@ def main(argv=None) -> int:
     r = torch.randn(D, generator=g).to(device)
 
     kw = {} if a.tile_bytes is None else {"tile_bytes": a.tile_bytes}
+    if a.no_compile:
+        kw["compile"] = False
     search = cb.CodebookSearch(K, D, device=device, threads=a.threads, **kw)
     cb.normal_table(device)
 
     # encoder: search over K
-    idx, signs = search.topm(r, a.seed, step, frame, M)  # warm-up (tables, pools, kernels)
+    _sync(device)
+    t0 = time.perf_counter()
+    idx, signs = search.topm(r, a.seed, step, frame, M)  # warm-up (tables, pools, kernels, compilation)
+    _sync(device)
+    t_first = time.perf_counter() - t0
     t_search = _timeit(lambda: search.topm(r, a.seed, step, frame, M), device, repeats)
     # decoder: regenerate the M chosen atoms and combine
     cb.combine(a.seed, step, frame, idx, signs, D, device)
@@ -143,8 +150,8 @@ def main(argv=None) -> int:
         "quick": a.quick,
         "repeats": repeats,
         "timing": "best of repeats after one warm-up call; seconds per step-frame",
-        "search": {**_rate(K, D, s_search), "all_seconds": t_search,
-                   "tile_bytes": search.tile_bytes},
+        "search": {**_rate(K, D, s_search), "all_seconds": t_search, "first_call_seconds": t_first,
+                   "tile_bytes": search.tile_bytes, "compiled": bool(search.compile)},
         "regeneration": {**_rate(M, D, s_regen), "all_seconds": t_regen},
         "naive": {**_rate(K, D, naive_s), "extrapolated_from_atoms": n_naive,
                   "measured_seconds": t_naive,
