@@ -7,6 +7,7 @@ Payload layout (``encode_anchor`` returns ``(codec_id, payload)``; the id is sto
 
     byte 0      flags: bits 0-3 colour transform (0: BT.601 full-range YCbCr, 1: none/RGB),
                        bit 4 header stripped (webp: RIFF header, av1: temporal delimiter), bits 5-7 reserved (0)
+    bytes 1-2   CRC-16/CCITT (binascii.crc_hqx, init 0), big-endian, over byte 0 and bytes 3..end
     varint      pad_w: columns to crop on the right of the decoded picture
     varint      pad_h: rows to crop at the bottom
     rest        the codec's elementary stream for one intra picture
@@ -21,7 +22,8 @@ so the same payload gives the same pixels on every platform.
 
 from __future__ import annotations
 
-import io
+import binascii
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -191,9 +193,8 @@ def _encode_frame(codec: str, frame: av.VideoFrame, options: dict[str, str]) -> 
 def _decode_frame(decoder: str, data: bytes, max_pixels: int) -> av.VideoFrame:
     try:
         cc = av.CodecContext.create(decoder, "r")
-        cc.options = {"max_pixels": str(int(max_pixels))}
-        if decoder == "libdav1d":
-            cc.options = {"max_pixels": str(int(max_pixels)), "max_frame_delay": "1"}
+        # explode: report (rather than conceal) the damage the decoder notices
+        cc.options = {"max_pixels": str(int(max_pixels)), "err_detect": "explode"}
         cc.thread_count = 1
         frames = list(cc.decode(av.Packet(data)))
         frames += list(cc.decode(None))
@@ -248,7 +249,7 @@ def _av1_decode(flags: int, data: bytes, max_pixels: int) -> np.ndarray:
 
 
 # --- HEVC intra (x265 encoder, FFmpeg hevc decoder).  QP 51 .. 0.
-HEVC_PIX_FMT = "yuv444p"
+HEVC_PIX_FMT = "yuv420p10le"
 HEVC_PRESET = "slower"
 HEVC_PARAMS = "tune=psnr"
 
@@ -362,7 +363,7 @@ def _varint(n: int) -> bytes:
 
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
     n = shift = 0
-    for i in range(pos, min(len(buf), pos + 3)):
+    for i in range(pos, min(len(buf), pos + 2)):
         b = buf[i]
         n |= (b & 0x7F) << shift
         shift += 7
@@ -392,17 +393,113 @@ def _pad(rgb: np.ndarray, spec: _Codec) -> tuple[np.ndarray, int, int]:
     return rgb, tw - w, th - h
 
 
+def _pack(flags: int, pw: int, ph: int, data: bytes) -> bytes:
+    body = _varint(pw) + _varint(ph) + data
+    crc = binascii.crc_hqx(bytes([flags]) + body, 0)
+    return bytes([flags]) + struct.pack(">H", crc) + body
+
+
 def quality_to_level(codec: int | str, quality: float) -> int:
-    """Index on the codec's native quality grid for a codec-agnostic quality 0..100."""
+    """Index on the codec's native quality grid (0 = worst) for a codec-agnostic quality 0..100."""
     spec = _CODECS[_codec_id(codec)]
     return int(round(float(quality) / 100.0 * (spec.levels - 1)))
 
 
-def _level_to_quality(spec: _Codec, level: int) -> float:
+def level_to_quality(codec: int | str, level: int) -> float:
+    """Inverse of :func:`quality_to_level` (the smallest quality that maps onto ``level``'s grid point)."""
+    spec = _CODECS[_codec_id(codec)]
     return 100.0 * level / max(spec.levels - 1, 1)
 
 
 # ------------------------------------------------------------------------------------------ API
+
+
+def _check_rgb(rgb: np.ndarray) -> None:
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ParameterError("anchor must be a uint8 array of shape [H, W, 3]")
+    h, w, _ = rgb.shape
+    if h < 1 or w < 1 or h * w > MAX_ANCHOR_PIXELS or max(h, w) > 16383:
+        raise ParameterError(f"anchor size {w}x{h} out of range (1..16383 per side, <= {MAX_ANCHOR_PIXELS} pixels)")
+
+
+def fit_anchor(
+    rgb: np.ndarray,
+    *,
+    codec: int | str = DEFAULT_ANCHOR_CODEC,
+    quality: float | None = None,
+    max_bytes: int | None = None,
+) -> tuple[int, bytes, float]:
+    """:func:`encode_anchor`, also returning the quality actually used (on the codec's grid)."""
+    cid = _codec_id(codec)
+    spec = _CODECS[cid]
+    _check_rgb(rgb)
+    if quality is not None:
+        try:
+            q = float(quality)
+        except (TypeError, ValueError):
+            raise ParameterError(f"anchor quality must be a number, got {quality!r}") from None
+        if not 0.0 <= q <= 100.0:
+            raise ParameterError(f"anchor quality {quality} out of range 0..100")
+    if max_bytes is not None and (
+        isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1
+    ):
+        raise ParameterError(f"max_bytes must be a positive integer, got {max_bytes!r}")
+
+    padded, pw, ph = _pad(np.ascontiguousarray(rgb), spec)
+    cache: dict[int, bytes] = {}
+
+    def payload(level: int) -> bytes:
+        if level not in cache:
+            flags, data = spec.encode(padded, level)
+            cache[level] = _pack(flags, pw, ph, data)
+        return cache[level]
+
+    if quality is None:
+        top = spec.levels - 1 if max_bytes is not None else quality_to_level(cid, DEFAULT_QUALITY)
+    else:
+        top = quality_to_level(cid, quality)
+    if max_bytes is None or len(payload(top)) <= max_bytes:
+        return cid, payload(top), level_to_quality(cid, top)
+
+    # Largest level in [0, top] whose payload fits.  Sizes are monotone in practice; log(size) is close to
+    # linear in the level, so guess by interpolation (bisection every other step keeps the worst case
+    # logarithmic).  Typically 3-5 encodes.
+    def logsize(level: int) -> float:
+        return math.log(len(payload(level)))
+
+    target = math.log(max_bytes)
+    hi, lo = top, None  # hi: known not to fit
+    step = max(1, spec.levels // 12)
+    guess = hi - step
+    while lo is None:
+        g = max(guess, 0)
+        if len(payload(g)) <= max_bytes:
+            lo = g
+        elif g == 0:
+            raise ParameterError(
+                f"anchor cannot fit in {max_bytes} bytes with {spec.name}: smallest payload is "
+                f"{len(payload(0))} bytes"
+            )
+        else:
+            # extrapolate with the slope seen between g and hi (at least one step further down)
+            slope = (logsize(hi) - logsize(g)) / (hi - g)
+            jump = (logsize(g) - target) / slope if slope > 0 else 2 * (hi - g)
+            hi, guess = g, g - max(1, int(math.ceil(jump * 1.25)))
+    bisect = False
+    while hi - lo > 1:
+        if bisect:
+            g = (lo + hi) // 2
+        else:
+            a, b = logsize(lo), logsize(hi)
+            frac = (target - a) / (b - a) if b > a else 0.5
+            g = min(max(int(round(lo + frac * (hi - lo))), lo + 1), hi - 1)
+        width = hi - lo
+        if len(payload(g)) <= max_bytes:
+            lo = g
+        else:
+            hi = g
+        bisect = (hi - lo) > width // 2 and not bisect
+    return cid, payload(lo), level_to_quality(cid, lo)
 
 
 def encode_anchor(
@@ -415,70 +512,38 @@ def encode_anchor(
     """Code one RGB picture (uint8 [H, W, 3], any size) as an anchor; returns ``(codec_id, payload)``.
 
     ``quality`` is a codec-agnostic knob, 0 (smallest) .. 100 (best), mapped onto the codec's native grid
-    (AV1: CRF 70..1 in quarter steps, HEVC: QP 51..0, WebP: quality 0..100, JPEG: qscale 31..1; PNG ignores it).
-    With ``max_bytes``, the largest quality (not above ``quality`` when given) whose payload fits is chosen by
-    binary search; ParameterError when even the lowest quality does not fit.
+    (AV1: CRF 70..1 in quarter steps, HEVC: QP 51..0, WebP: quality 0..100 in half steps, JPEG: qscale 31..1;
+    PNG is lossless and ignores it); default :data:`DEFAULT_QUALITY`.  With ``max_bytes``, the largest quality
+    (not above ``quality`` when given) whose payload fits is searched for; ParameterError when even the lowest
+    quality does not fit.
     """
-    cid = _codec_id(codec)
-    spec = _CODECS[cid]
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ParameterError("anchor must be a uint8 array of shape [H, W, 3]")
-    h, w, _ = rgb.shape
-    if h < 1 or w < 1 or h * w > MAX_ANCHOR_PIXELS or max(h, w) > 16383:
-        raise ParameterError(f"anchor size {w}x{h} out of range (1..16383 per side, <= {MAX_ANCHOR_PIXELS} pixels)")
-    if quality is not None:
-        q = float(quality)
-        if not 0.0 <= q <= 100.0:
-            raise ParameterError(f"anchor quality {quality} out of range 0..100")
-    if max_bytes is not None and (isinstance(max_bytes, bool) or int(max_bytes) != max_bytes or max_bytes < 1):
-        raise ParameterError(f"max_bytes must be a positive integer, got {max_bytes!r}")
-
-    padded, pw, ph = _pad(np.ascontiguousarray(rgb), spec)
-    head = _varint(pw) + _varint(ph)
-
-    def payload(level: int) -> bytes:
-        flags, data = spec.encode(padded, level)
-        return bytes([flags]) + head + data
-
-    top = spec.levels - 1 if quality is None and max_bytes is not None else quality_to_level(
-        cid, DEFAULT_QUALITY if quality is None else quality
-    )
-    if max_bytes is None:
-        return cid, payload(top)
-    # binary search for the largest level in [0, top] whose payload fits (sizes are monotone in practice;
-    # the returned payload is always checked)
-    best = payload(0)
-    if len(best) > max_bytes:
-        raise ParameterError(
-            f"anchor cannot fit in {max_bytes} bytes with {spec.name}: smallest payload is {len(best)} bytes"
-        )
-    cand = payload(top) if top > 0 else best
-    if len(cand) <= max_bytes:
-        return cid, cand
-    lo, hi = 0, top  # lo fits, hi does not
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        p = payload(mid)
-        if len(p) <= max_bytes:
-            lo, best = mid, p
-        else:
-            hi = mid
-    return cid, best
+    cid, data, _ = fit_anchor(rgb, codec=codec, quality=quality, max_bytes=max_bytes)
+    return cid, data
 
 
 def decode_anchor(codec_id: int, payload: bytes, *, max_pixels: int = MAX_ANCHOR_PIXELS) -> np.ndarray:
-    """Decode an anchor payload to uint8 [H, W, 3]. Same bytes give the same pixels (integer colour path)."""
+    """Decode an anchor payload to uint8 [H, W, 3].  Same bytes give the same pixels (integer colour path).
+
+    Damage raises BitstreamError: the payload carries a CRC-16 (CCITT) over everything but itself, and the
+    decoders run with FFmpeg's ``err_detect=explode``.
+    """
     if isinstance(codec_id, bool) or not isinstance(codec_id, (int, np.integer)) or int(codec_id) not in _CODECS:
         raise BitstreamError(f"unknown anchor codec id {codec_id!r}")
     spec = _CODECS[int(codec_id)]
-    payload = bytes(payload)
-    if len(payload) < 4:
+    try:
+        payload = bytes(payload)
+    except TypeError:
+        raise BitstreamError("anchor payload must be bytes") from None
+    if len(payload) < 6:
         raise BitstreamError(f"anchor payload too short ({len(payload)} bytes)")
     flags = payload[0]
+    (crc,) = struct.unpack_from(">H", payload, 1)
+    if binascii.crc_hqx(payload[:1] + payload[3:], 0) != crc:
+        raise BitstreamError(f"anchor payload ({spec.name}, {len(payload)} bytes) fails its CRC: damaged or truncated")
     ct = flags & 0x0F
     if flags & 0xE0 or ct not in (_CT_YCBCR601, _CT_RGB) or (ct == _CT_RGB) != (spec.name == "png"):
         raise BitstreamError(f"anchor payload has unsupported flags 0x{flags:02x}")
-    pw, pos = _read_varint(payload, 1)
+    pw, pos = _read_varint(payload, 3)
     ph, pos = _read_varint(payload, pos)
     if pw > _MAX_PAD or ph > _MAX_PAD:
         raise BitstreamError(f"anchor payload crop {pw}x{ph} out of range")
