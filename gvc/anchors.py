@@ -50,7 +50,7 @@ _NAME_TO_ID = {v: k for k, v in ANCHOR_CODECS.items()}
 
 #: Winner of ``python -m tools.anchor_codecs`` (best RGB PSNR at equal bytes on the real clips).
 DEFAULT_ANCHOR_CODEC: int = 1
-DEFAULT_QUALITY: float = 70.0
+DEFAULT_QUALITY: float = 50.0
 #: Decoded pictures larger than this many pixels are refused (guards allocations on hostile payloads).
 MAX_ANCHOR_PIXELS: int = 1 << 26
 

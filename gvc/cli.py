@@ -56,11 +56,12 @@ def config_from_args(a: argparse.Namespace) -> CodecConfig:
 
 @contextmanager
 def atomic_output(path: str):
-    """Write to PATH.part and rename on success, so an interrupted run never leaves a half file."""
-    if path == "-" or hasattr(path, "write"):
+    """Write to NAME.part.EXT and rename on success, so an interrupted run never leaves a half file."""
+    if path == "-" or hasattr(path, "write") or path == os.devnull:
         yield path
         return
-    tmp = f"{path}.part"
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.part{ext}"
     try:
         yield tmp
         os.replace(tmp, path)

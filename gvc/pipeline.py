@@ -139,7 +139,8 @@ class _RateController:
         self.bits_per_frame = target_kbps * 1000.0 / float(enc.header.fps)
         self.spent_bits = 8 * len(enc.header.to_bytes())
         self.frames_done = 0
-        self.other_bits_per_frame: float | None = None
+        self.other_bits_per_frame: float | None = None  # residual + unit + container bytes, per output frame
+        self.anchor_bits: float | None = None  # per anchor image
         self._options: dict = {}
 
     def _options_for(self, latent_frames: int):
@@ -149,19 +150,27 @@ class _RateController:
             self._options[latent_frames] = settings(h.steps - h.ode_tail, latent_frames, tail, lambda m: tail_atoms(cfg, m))
         return self._options[latent_frames]
 
+    def _anchors_in(self, index: int) -> int:
+        mode = self.enc.config.mode
+        return {"t2v": 0, "i2v": int(index == 0), "flf2v": 1 + int(index == 0)}[mode]
+
     def encode(self, index: int, frames, progress) -> GopResult:
         plan = self.enc.plan(index, len(frames))
         out_frames = plan.real_frames - plan.output_from
         budget = self.bits_per_frame * (self.frames_done + out_frames) - self.spent_bits
         options = self._options_for(self.enc.prior.geometry.latent_frames(plan.length))
-        other = (self.other_bits_per_frame or 8.0 * CONTAINER_OVERHEAD_PER_GOP / out_frames) * out_frames
+        anchors = self._anchors_in(index) * (self.anchor_bits or 0.0)
+        other = anchors + (self.other_bits_per_frame or 8.0 * CONTAINER_OVERHEAD_PER_GOP / out_frames) * out_frames
         knob = choose(budget, other, options)
         res = self.enc.encode_gop(index, frames, m=knob.m, m_plus_steps=knob.m_plus_steps, progress=progress)
         if self.other_bits_per_frame is None and abs(self._bits(res) - budget) > 0.03 * budget:
             # First GOP: anchor and residual sizes were a guess; encode again with the measured ones.
             knob = choose(budget, self._bits(res) - 8 * len(res.unit.indices), options)
             res = self.enc.encode_gop(index, frames, m=knob.m, m_plus_steps=knob.m_plus_steps, progress=progress)
-        self.other_bits_per_frame = (self._bits(res) - 8 * len(res.unit.indices)) / out_frames
+        anchor_bits = 8 * sum(len(a.data) for a in res.unit.anchors)
+        if res.unit.anchors:
+            self.anchor_bits = anchor_bits / len(res.unit.anchors)
+        self.other_bits_per_frame = (self._bits(res) - 8 * len(res.unit.indices) - anchor_bits) / out_frames
         return res
 
     @staticmethod
