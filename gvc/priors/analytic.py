@@ -5,9 +5,10 @@ the first ``Y_COEFFS`` zig-zag coefficients of Y and ``C_COEFFS`` of Cb and Cr b
 channels at 1/8 resolution, one latent frame per frame (temporal stride 1). Each channel is normalised
 with fixed statistics measured on natural video.
 
-Model: every normalised coefficient follows a stationary Gaussian AR(1) process in time with per-channel
-correlation ρ_c, independent across space and channels. Conditioning on anchor latents (first and/or last
-frame) gives a closed-form Gaussian posterior per frame, N(m, v), so the rectified-flow velocity
+Model: without anchors every normalised coefficient is N(0, 1); given anchors it follows a Gaussian
+random walk in time with per-channel innovation variance q_c, independent across space and channels
+(a Brownian motion from the first anchor, a Brownian bridge between first and last). That gives a
+closed-form Gaussian posterior per frame, N(m, v), so the rectified-flow velocity
 u(x_t, t) = E[ε|x_t] − E[x0|x_t] is exact:
     a = x_t − (1−t)m,  den = (1−t)²v + t²,
     E[x0|x_t] = m + (1−t)·v·a/den,  E[ε|x_t] = t·a/den.
@@ -31,11 +32,12 @@ C_COEFFS = 3
 ANCHOR_VARIANCE_FLOOR = 0.02
 
 # Per-channel statistics of the orthonormal block DCT of YCbCr in [0, 1] (channels: Y zig-zag 0..9,
-# Cb 0..2, Cr 0..2), measured on four of the real clips (every third frame, 20 frames each) and rounded; and the AR(1)
-# frame-to-frame correlation of each normalised coefficient.
+# Cb 0..2, Cr 0..2), measured on four of the real clips (every third frame, 20 frames each) and rounded;
+# and the per-frame innovation variance q_c of each normalised coefficient, from the same frames'
+# correlation at a distance of 3 frames: q = 2(1 - rho_3)/3.
 CHANNEL_MEAN = [3.15, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.46, 0.0, 0.0, 0.06, 0.0, 0.0]
 CHANNEL_STD = [1.96, 0.23, 0.23, 0.13, 0.11, 0.115, 0.073, 0.068, 0.076, 0.079, 0.7, 0.054, 0.054, 0.315, 0.033, 0.033]
-CHANNEL_RHO = [0.98, 0.85, 0.85, 0.8, 0.78, 0.78, 0.75, 0.72, 0.72, 0.75, 0.99, 0.92, 0.92, 0.99, 0.9, 0.9]
+CHANNEL_Q = [0.05, 0.27, 0.27, 0.33, 0.35, 0.35, 0.4, 0.45, 0.45, 0.4, 0.01, 0.1, 0.1, 0.02, 0.12, 0.12]
 
 # BT.601 full-range RGB -> YCbCr (offsets removed: chroma centred on 0).
 _RGB2YCC = torch.tensor(
@@ -71,7 +73,6 @@ class AnalyticPrior:
         self.device = torch.device(device)
         self._mean = torch.tensor(CHANNEL_MEAN, dtype=torch.float32)
         self._std = torch.tensor(CHANNEL_STD, dtype=torch.float32)
-        self._rho = torch.tensor(CHANNEL_RHO, dtype=torch.float64)
         self._ybasis = _basis(Y_COEFFS).float()
         self._cbasis = _basis(C_COEFFS).float()
         self._rgb2ycc = _RGB2YCC.float()
@@ -80,7 +81,7 @@ class AnalyticPrior:
 
     def weights_sha256(self) -> bytes:
         config = {"name": self.name, "block": BLOCK, "y": Y_COEFFS, "c": C_COEFFS, "floor": ANCHOR_VARIANCE_FLOOR,
-                  "mean": CHANNEL_MEAN, "std": CHANNEL_STD, "rho": CHANNEL_RHO}
+                  "mean": CHANNEL_MEAN, "std": CHANNEL_STD, "q": CHANNEL_Q, "model": "random-walk"}
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).digest()
 
     def to(self, device):
@@ -128,24 +129,26 @@ class AnalyticPrior:
         return cond
 
     def _posterior(self, anchors: dict[int, torch.Tensor], frames: int, shape) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gaussian AR(1) posterior N(mean, var) of every frame given the anchor frames."""
+        """Posterior N(mean, var) of every frame given the anchors, under a per-channel random walk
+        (innovation variance q_c per frame, capped at the marginal variance 1): a Brownian motion from
+        the first anchor, or a Brownian bridge between first and last anchor."""
         c, hl, wl = shape
         mean = torch.zeros(c, frames, hl, wl, device=self.device)
         var = torch.ones(c, frames, 1, 1, device=self.device)
         if not anchors:
             return mean, var
-        pos = sorted(anchors)
-        idx = torch.arange(frames, dtype=torch.float64)
-        # Covariances in float64 per channel: cov(x_i, x_j) = rho^|i-j| (+ floor on the anchors' diagonal).
-        rho = self._rho.cpu()[:, None, None]
-        p = torch.tensor(pos, dtype=torch.float64)
-        k_fa = rho ** (idx[None, :, None] - p[None, None, :]).abs()  # [c, frames, A]
-        k_aa = rho ** (p[None, :, None] - p[None, None, :]).abs() + ANCHOR_VARIANCE_FLOOR * torch.eye(len(pos), dtype=torch.float64)
-        w = torch.linalg.solve(k_aa, k_fa.transpose(1, 2)).transpose(1, 2)  # [c, frames, A]
-        v = 1.0 - (w * k_fa).sum(-1)  # [c, frames]
-        a = torch.stack([anchors[q] for q in pos], dim=1)  # [c, A, hl, wl]
-        mean = torch.einsum("cfa,cahw->cfhw", w.float().to(self.device), a)
-        var = v.clamp_min(1e-4).float().to(self.device)[:, :, None, None]
+        q = torch.tensor(CHANNEL_Q, dtype=torch.float32, device=self.device)[:, None]
+        j = torch.arange(frames, dtype=torch.float32, device=self.device)[None, :]
+        first, last = anchors.get(0), anchors.get(frames - 1) if frames > 1 else None
+        if first is not None and last is not None:
+            w = j / (frames - 1)
+            mean = first[:, None] + w[..., None, None] * (last - first)[:, None]
+            v = q * j * (frames - 1 - j) / (frames - 1)
+        else:
+            a = first if first is not None else last
+            mean = a[:, None].expand(c, frames, hl, wl).clone()
+            v = q * (j if first is not None else frames - 1 - j)
+        var = (v.clamp(max=1.0) + ANCHOR_VARIANCE_FLOOR)[:, :, None, None]
         return mean, var
 
     def velocity(self, x: torch.Tensor, t: float, cond: Conditioning) -> torch.Tensor:
