@@ -2,34 +2,41 @@
 
 Quantiser (one parameter, the step Δ)::
 
-    q = sign(r) * floor(|r| / Δ + ρ)        ρ = rounding offset, 1/2 = plain rounding, < 1/2 = dead zone
-    r̂ = q * Δ                               (float32)
+    q = sign(r) * floor(|r| / Δ + ρ)        ρ = rounding offset: 1/2 = plain rounding, < 1/2 = dead zone
+    r̂ = q * Δ                               (float32 product, exact same bits on every platform)
 
-so |r - r̂| <= max(ρ, 1 - ρ) * Δ.  ρ only matters to the encoder and to the probability model (it sets the
-bin edges the model integrates over); it is sent as one byte (ρ = byte / 256).
+so |r - r̂| <= max(ρ, 1 - ρ) * Δ.  ρ matters only to the encoder and to the probability model (it sets the
+bin edges the model integrates over); it travels as one byte (ρ = byte / 256, default 102/256 ≈ 0.4).
 
-Model: the integers of each coding group are coded with a symmetric categorical distribution over
-[-K, K] built from a quantised generalised-Gaussian density exp(-|t|^β), t = u / σ (u in units of Δ),
-integrated over each quantiser bin.  A group is one channel, or one (channel, context) pair in the context
-mode (below).  The encoder picks β from {1/2, 3/4, 1, 5/4, 3/2, 2} and σ from a 256-point log grid by
-minimising the exact code length; the decoder rebuilds the identical table from those two bytes, because
-the table is computed with IEEE basic operations only (+ - * / sqrt floor ldexp: no libm exp or pow, no
-reductions) and rounded to integers before it reaches the coder.  Symbols go through constriction's ANS coder
-(32-bit words, 24-bit probabilities); its quantisation of a model is deterministic given identical input.
+Model.  The integers of a coding group are coded with a symmetric categorical distribution over [-K, K]
+(K = the channel's largest |q|) built from a generalised-Gaussian density exp(-|t|^β), t = u / σ, u in units
+of Δ, integrated (8-point midpoint rule) over each quantiser bin.  β is one of _SHAPES (multiples of 1/8,
+one per channel), σ one of 256 log-spaced values (16 per octave, one per group).  The encoder picks them
+by minimising the code length (including their own cost); the decoder rebuilds the identical integer table,
+because it is computed with IEEE basic operations only (+ - * / sqrt floor ldexp: no libm exp or pow, no
+reductions) and rounded to integers before it reaches the coder.  Everything after the fixed header goes
+through one constriction ANS stack (32-bit words, 24-bit probabilities): per channel K (2 x 8 bits), β
+(3 bits), then per non-empty group its σ (8 bits for the first, a fixed geometric model of the change
+for the next ones) followed by the group's symbols.  constriction's quantisation of a float table is
+deterministic given identical input; the format therefore depends on constriction's ``Categorical(...,
+perfect=False)`` rule staying as it is (true of 0.4.x).
 
-Context mode (chosen by the encoder when it is smaller): positions are split in a checkerboard; the first
-half is coded with one model per channel, the second with one model per (channel, class), where the class
-is the local activity sum(|q|) of the four already decoded neighbours, cut at fixed thresholds.
+Modes (the encoder codes all three and keeps the smallest):
 
-Payload (all multi-byte integers are LEB128 varints unless noted)::
+1. one group per channel (positions in raster order);
+2. three passes per channel: A = (even row, even column), B = (odd, odd), C = the rest.  A is one group;
+   B and C are split into activity classes, class = floor(2·log2(1 + s)) (capped at NCLS - 1) where
+   s = 4·Σ|q| / n over the n already decoded neighbours (B: the four diagonal A positions; C: the four
+   direct neighbours, from A and B);
+3. as 2, and pass A of channel c > 0 is classed by the activity of channel c - 1 (co-located 5-point cross).
 
-    u8      version/mode: 1 = per-channel, 2 = checkerboard context
-    varint  C, h, w
+Payload::
+
+    u8      mode (1, 2 or 3)
+    varint  C, h, w      (LEB128)
     f32 LE  Δ
-    u8      ρ * 256
-    per channel: varint K (largest |q|; 0 = all zero, no model, nothing coded),
-                 then per group of that channel (1 or 1 + NCLS): u8 β index, u8 σ index
-    rest    ANS words (uint32 little-endian)
+    u8      ρ · 256
+    rest    ANS words, uint32 little-endian (empty when every value is zero)
 """
 
 from __future__ import annotations
@@ -465,7 +472,7 @@ def decode_residual(payload: bytes, *, max_elements: int = 1 << 24) -> torch.Ten
     C = rd.varint(max_elements)
     h = rd.varint(max_elements)
     w = rd.varint(max_elements)
-    if C * h * w > max_elements:
+    if C * max(h * w, 1) > max_elements:
         raise BitstreamError(f"residual of {C}x{h}x{w} elements exceeds the limit of {max_elements}")
     step = rd.f32()
     if not (np.isfinite(step) and step > 0):
@@ -475,14 +482,15 @@ def decode_residual(payload: bytes, *, max_elements: int = 1 << 24) -> torch.Ten
         raise BitstreamError(f"residual payload has invalid rounding offset {rho_byte}/256")
     rho = rho_byte / 256.0
     body = buf[rd.pos :]
-    if len(body) % 4 or not body:
-        raise BitstreamError("residual payload: coded data is not a whole, non-empty number of 32-bit words")
+    if len(body) % 4:
+        raise BitstreamError("residual payload: coded data is not a whole number of 32-bit words")
     u256, u8, delta = _models()
     q = np.zeros((C, h, w), dtype=np.int32)
     masks = _phases(h, w) if mode != _MODE_CHANNEL else [np.ones((h, w), bool)]
     tables = _TableCache(rho)
     try:
-        coder = _cs.stream.stack.AnsCoder(np.frombuffer(body, dtype="<u4").astype(np.uint32))
+        words = np.frombuffer(body, dtype="<u4").astype(np.uint32)
+        coder = _cs.stream.stack.AnsCoder(words) if words.size else _cs.stream.stack.AnsCoder()
         prev_abs = None
         for c in range(C):
             hi_, lo_ = coder.decode(u256, 2)
