@@ -6,13 +6,14 @@ need them are skipped where they are absent.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-CLIPS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "clips"
+CLIPS_DIR = Path(os.environ.get("GVC_CLIPS_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "clips")
 SMALL_CLIP = "carphone_176x144.mp4"  # 176x144, 30000/1001 fps, 120 frames
 SMALL_CLIP_FRAMES = 8
 

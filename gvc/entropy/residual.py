@@ -41,6 +41,7 @@ Payload::
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 
@@ -80,7 +81,7 @@ except ImportError:  # pragma: no cover
 _LN2 = 0.6931471805599453
 _INV_LN2 = 1.4426950408889634
 # Taylor coefficients of exp(-r) (1/k! with alternating signs), r in [0, ln 2)
-_EXP_COEF = tuple((-1.0) ** k / float(np.prod(np.arange(1, k + 1, dtype=np.float64))) for k in range(14))
+_EXP_COEF = tuple((1.0 if k % 2 == 0 else -1.0) / float(math.factorial(k)) for k in range(14))
 
 
 def _exp_neg(x: np.ndarray) -> np.ndarray:
@@ -121,19 +122,22 @@ def _pow_shape(t: np.ndarray, shape_idx: int) -> np.ndarray:
     return out
 
 
-def _bin_masses(shape_idx: int, scale_idx: np.ndarray, rho: float, K: int, exp=None, J: int = _J) -> np.ndarray:
-    """Unnormalised masses [len(scale_idx), K+1] of |q| = 0..K (one sign for m > 0), midpoint rule."""
+def _bin_masses(
+    shape_idx: int, scale_idx: np.ndarray, rho: float, K: int, exp=None, J: int = _J, mags: np.ndarray | None = None
+) -> np.ndarray:
+    """Unnormalised masses [len(scale_idx), K+1] of |q| = 0..K (one sign for m > 0), midpoint rule
+    (only at the magnitudes ``mags``, in that order, when given)."""
     exp = _exp_neg if exp is None else exp
     sig = _sigma(np.atleast_1d(scale_idx))[:, None]  # [S, 1]
-    m = np.arange(K + 1, dtype=np.float64)[None, :]  # [1, K+1]
+    m = (np.arange(K + 1) if mags is None else np.asarray(mags)).astype(np.float64)[None, :]  # [1, M]
     zw = 1.0 - rho  # half-width of the zero bin
-    acc = np.zeros((sig.shape[0], K + 1), dtype=np.float64)
+    acc = np.zeros((sig.shape[0], m.shape[1]), dtype=np.float64)
     for j in range(J):
         frac = (j + 0.5) / J
         u = np.where(m == 0, zw * frac, m - rho + frac)
         acc = acc + exp(_pow_shape(u / sig, shape_idx))
     # zero bin spans 2*zw (both signs), a nonzero bin of one sign spans 1
-    acc[:, 0] = acc[:, 0] * (2.0 * zw)
+    acc = np.where(m == 0, acc * (2.0 * zw), acc)
     return acc
 
 
@@ -171,9 +175,14 @@ def _symbol_probs(mag_w: np.ndarray) -> np.ndarray:
 
 
 def quantize_residual(residual: torch.Tensor, step: float, rounding: float = DEFAULT_ROUNDING) -> np.ndarray:
-    """The dead-zone quantiser's integers (int32 numpy array, same shape)."""
+    """The dead-zone quantiser's integers (int32 numpy array, same shape); ParameterError beyond MAX_MAGNITUDE."""
     r = residual.detach().to("cpu", torch.float64).numpy()
     q = np.sign(r) * np.floor(np.abs(r) / float(step) + rounding)
+    if q.size and not float(np.abs(q).max()) <= MAX_MAGNITUDE:
+        raise ParameterError(
+            f"step {float(step):g} too small for this residual: |q| up to {float(np.abs(q).max()):g} "
+            f"exceeds {MAX_MAGNITUDE}"
+        )
     return q.astype(np.int32)
 
 
@@ -251,29 +260,34 @@ def _fast_exp_neg(x: np.ndarray) -> np.ndarray:
 
 
 class _ChannelFit:
-    """Per-channel cache of approximate log-probability tables for all (β, σ) candidates (fast numpy exp)."""
+    """Per-channel log-probabilities of the magnitudes present, for all (β, σ) candidates (encoder only).
+
+    Fast and approximate: numpy's exp, 4 points per bin, and the normaliser taken as the density's integral
+    over the real line (the bins tile it), 2σΓ(1 + 1/β), so the cost does not grow with K."""
 
     def __init__(self, K: int, rho: float, hist_all: np.ndarray):
-        self.K = K
+        self.present = np.nonzero(hist_all)[0]
         n = int(hist_all.sum())
-        mags = np.maximum(np.arange(K + 1, dtype=np.float64), 0.5)
+        h = hist_all[self.present].astype(np.float64)
+        mags = np.maximum(self.present.astype(np.float64), 0.5)
         self.cands: list[np.ndarray] = []
         self.logp: list[np.ndarray] = []
         for bi, beta in enumerate(_SHAPES):
-            mean_pow = float((hist_all * mags**beta).sum()) / max(n, 1)
+            mean_pow = float((h * mags**beta).sum()) / max(n, 1)
             sig0 = max((beta * mean_pow) ** (1.0 / beta), 1.0 / 32)
             s0 = int(np.clip(np.round(16 * (np.log2(sig0) + 5) - 8), 0, _NSCALE - 1))
-            # context groups have smaller and larger scales than the channel: cover 4 octaves down, 2 up
+            # context groups have smaller and larger scales than the channel: cover 5 octaves down, 2 up
             cand = np.arange(max(0, s0 - 80), min(_NSCALE, s0 + 33))
-            tab = _bin_masses(bi, cand, rho, K, exp=_fast_exp_neg, J=4) + 1e-300
-            total = 2.0 * tab[:, 1:].sum(axis=1) + tab[:, 0]
+            tab = _bin_masses(bi, cand, rho, K, exp=_fast_exp_neg, J=4, mags=self.present) + 1e-300
+            log_total = np.log2(2.0 * _sigma(cand)) + math.lgamma(1.0 + 1.0 / beta) / math.log(2.0)
             self.cands.append(cand)
-            self.logp.append(np.log2(tab) - np.log2(total)[:, None])  # [S, K+1]
+            self.logp.append(np.log2(tab) - log_total[:, None])  # [S, len(present)]
 
     def bits(self, bi: int, h: np.ndarray) -> np.ndarray:
-        """Code length (bits, incl. signs) of a magnitude histogram for every σ candidate of shape bi."""
-        nz = np.nonzero(h)[0]
-        return -(self.logp[bi][:, nz] @ h[nz].astype(np.float64)) + float(h[1:].sum())
+        """Code length (bits, incl. signs) of a magnitude histogram (length K+1) for every σ candidate."""
+        hp = h[self.present].astype(np.float64)
+        signs = float(h[1:].sum())
+        return -(self.logp[bi] @ hp) + signs
 
 
 def _choose_params(fit: _ChannelFit, hists: list[np.ndarray]) -> tuple[int, list[int], float]:
@@ -442,11 +456,6 @@ def encode_residual(residual: torch.Tensor, step: float, *, rounding: float = DE
     if not torch.isfinite(residual).all():
         raise ParameterError("residual contains NaN or infinite values")
     q = quantize_residual(residual, float(step32), rho)
-    if q.size and int(np.abs(q).max()) > MAX_MAGNITUDE:
-        raise ParameterError(
-            f"step {float(step32):g} too small for this residual: |q| up to {int(np.abs(q).max())} "
-            f"exceeds {MAX_MAGNITUDE}"
-        )
     fits: dict = {}
     best = _encode_mode(q, step32, rho_byte, _MODE_CHANNEL, fits)
     if q.size and min(q.shape[1:]) >= 2:
