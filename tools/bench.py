@@ -1,11 +1,14 @@
 """Speed and memory of the codec per mode, prior and device, measured side by side in one run.
 
     python -m tools.bench [--clip PATH] [--frames 17] [--size 176x144] [--modes t2v,i2v,flf2v]
-                          [--prior analytic] [--devices cpu,cuda] [--quality 8] [--quick] [--out FILE.json]
+                          [--priors analytic,default] [--devices cpu,cuda] [--quality 8] [--quick]
+                          [--out FILE.json] [--plot FILE.png]
 
 For each (device, mode): encode and decode frames/s, peak memory, bytes, PSNR, and whether the decoder
 reproduced the encoder's frames bit for bit. With two devices it also decodes the CUDA-encoded stream
-on the CPU and reports the PSNR between the two decodes (cross-device drift). Prints JSON.
+on the CPU and reports the PSNR between the two decodes (cross-device drift). Prints JSON; ``--plot``
+also draws encode/decode frames/s per mode, prior and device as a bar chart (matplotlib, Agg).
+``--priors`` takes a comma list (``--prior`` is the same option, kept for older command lines).
 """
 
 from __future__ import annotations
@@ -26,18 +29,37 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CLIP = ROOT.parent / "shared" / "clips" / "carphone_176x144.mp4"
 
 
-def load_frames(clip: str, n: int, size: tuple[int, int]) -> tuple[list[np.ndarray], Fraction]:
+def load_frames(clip: str, n: int, size: tuple[int, int], *, crop: bool = False
+                ) -> tuple[list[np.ndarray], Fraction]:
+    """The first ``n`` frames of ``clip`` as RGB uint8 arrays resized to ``size`` = (W, H), and its frame rate.
+
+    Resizing is bilinear with antialiasing. With ``crop`` the frames are first centre-cropped to the aspect
+    ratio of ``size`` (so nothing is stretched); without it they are scaled to ``size`` directly."""
     from ffmpeg_bridge.video_io import VideoReader
 
     with VideoReader(clip, max_frames=n) as r:
         frames, fps = list(r), r.info.fps
+    return resize_frames(frames, size, crop=crop), fps
+
+
+def resize_frames(frames: list[np.ndarray], size: tuple[int, int], *, crop: bool = False) -> list[np.ndarray]:
     w, h = size
     fh, fw = frames[0].shape[:2]
+    if crop and fw * h != fh * w:
+        if fw * h > fh * w:  # source wider than the target: crop columns
+            cw = max(1, round(fh * w / h))
+            x0 = (fw - cw) // 2
+            frames = [f[:, x0:x0 + cw] for f in frames]
+        else:
+            ch = max(1, round(fw * h / w))
+            y0 = (fh - ch) // 2
+            frames = [f[y0:y0 + ch] for f in frames]
+        fh, fw = frames[0].shape[:2]
     if (w, h) != (fw, fh):
         x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
         x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
         frames = list(x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
-    return frames, fps
+    return [np.ascontiguousarray(f) for f in frames]
 
 
 def peak_memory_mb(device: str) -> float:
@@ -89,42 +111,75 @@ def run_codec(frames, fps, mode, prior_name, device, quality, steps):
     }, (enc.header, [r.unit for r in results], out)
 
 
+def plot_speed(result: dict, path: str) -> None:
+    """Bar chart of encode and decode frames/s per mode, one bar per (prior, device)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = result["runs"]
+    modes = list(dict.fromkeys(r["mode"] for r in runs))
+    series = list(dict.fromkeys((r["prior"], r["device"]) for r in runs))
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=90)
+    width = 0.8 / max(len(series), 1)
+    for ax, key, title in ((axes[0], "encode_fps", "encode"), (axes[1], "decode_fps", "decode")):
+        for i, (prior, device) in enumerate(series):
+            vals = [next((r[key] for r in runs if (r["mode"], r["prior"], r["device"]) == (m, prior, device)), 0.0)
+                    for m in modes]
+            xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(modes))]
+            bars = ax.bar(xs, vals, width, label=f"{prior} / {device}")
+            ax.bar_label(bars, fmt="%.3g", fontsize=7)
+        ax.set_xticks(range(len(modes)), modes)
+        ax.set_ylabel("frames/s")
+        ax.set_title(f"{title} ({result['size']}, {result['frames']} frames, M={result['quality']})", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
     p.add_argument("--clip", default=str(DEFAULT_CLIP))
     p.add_argument("--frames", type=int, default=17)
     p.add_argument("--size", default="176x144", help="WxH the frames are resized to")
     p.add_argument("--modes", default="t2v,i2v,flf2v")
-    p.add_argument("--prior", default="default")
+    p.add_argument("--priors", "--prior", dest="priors", default="default",
+                   help="comma list of priors: default, analytic or a weights folder (default: default)")
     p.add_argument("--devices", default=None, help="comma list (default: cpu, plus cuda when present)")
     p.add_argument("--quality", type=int, default=8)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--quick", action="store_true", help="9 frames at 64x48 and 6 steps: a smoke test")
     p.add_argument("--out", help="also write the JSON here")
+    p.add_argument("--plot", metavar="FILE.png", help="bar chart of encode/decode frames/s per mode, prior and device")
     a = p.parse_args(argv)
     if a.quick:
         a.frames, a.size, a.steps = 9, "64x48", 6
     w, h = (int(v) for v in a.size.split("x"))
     devices = a.devices.split(",") if a.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    priors = [x for x in a.priors.split(",") if x]
     frames, fps = load_frames(a.clip, a.frames, (w, h))
     runs, cross = [], []
-    for mode in a.modes.split(","):
-        streams = {}
-        for device in devices:
-            r, streams[device] = run_codec(frames, fps, mode, a.prior, device, a.quality, a.steps)
-            runs.append(r)
-            print(json.dumps(r), file=sys.stderr)
-        if "cpu" in streams and "cuda" in streams:
-            from ffmpeg_bridge.video_io import psnr
-            from gvc.codec import Decoder
-            from gvc.priors import load_prior
+    for prior in priors:
+        for mode in a.modes.split(","):
+            streams = {}
+            for device in devices:
+                r, streams[device] = run_codec(frames, fps, mode, prior, device, a.quality, a.steps)
+                runs.append(r)
+                print(json.dumps(r), file=sys.stderr)
+            if "cpu" in streams and "cuda" in streams:
+                from ffmpeg_bridge.video_io import psnr
+                from gvc.codec import Decoder
+                from gvc.priors import load_prior
 
-            header, units, cuda_out = streams["cuda"]
-            dec = Decoder(load_prior(a.prior, device="cpu"), header, device="cpu")
-            cpu_out = [f for u in units for f in dec.decode_gop(u)]
-            cross.append({"mode": mode, "cuda_stream_decoded_on_cpu_psnr_vs_cuda_decode":
-                          float(np.mean([psnr(x, y) for x, y in zip(cpu_out, cuda_out)])),
-                          "identical": all(np.array_equal(x, y) for x, y in zip(cpu_out, cuda_out))})
+                header, units, cuda_out = streams["cuda"]
+                dec = Decoder(load_prior(prior, device="cpu"), header, device="cpu")
+                cpu_out = [f for u in units for f in dec.decode_gop(u)]
+                cross.append({"mode": mode, "prior": prior, "cuda_stream_decoded_on_cpu_psnr_vs_cuda_decode":
+                              float(np.mean([psnr(x, y) for x, y in zip(cpu_out, cuda_out)])),
+                              "identical": all(np.array_equal(x, y) for x, y in zip(cpu_out, cuda_out))})
     result = {
         "clip": Path(a.clip).name, "frames": len(frames), "size": a.size, "quality": a.quality, "steps": a.steps,
         "torch": torch.__version__, "python": platform.python_version(), "cpu_threads": torch.get_num_threads(),
@@ -135,6 +190,8 @@ def main(argv=None) -> int:
     print(text)
     if a.out:
         Path(a.out).write_text(text)
+    if a.plot:
+        plot_speed(result, a.plot)
     return 0
 
 
