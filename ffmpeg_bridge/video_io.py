@@ -110,12 +110,18 @@ def _snap_rate(rate: Fraction) -> Fraction:
     return best if abs(best - rate) <= rate * Fraction(1, 10000) else rate
 
 
-def _check_even(pix_fmt: str, width: int, height: int, what: str) -> None:
+def _is_odd_for(pix_fmt: str, width: int, height: int) -> bool:
+    """Whether a subsampled format has an odd dimension along a subsampled axis. y4m and FFmpeg allow it
+    (chroma planes are ceil(W/2) x ceil(H/2), see _frame_size); libx264 does not."""
     sx, sy, _, planes = _LAYOUT[pix_fmt]
-    if planes == 3 and sx and width % 2:
-        raise InputError(f"{what}: odd width {width} not allowed for {pix_fmt}")
-    if planes == 3 and sy and height % 2:
-        raise InputError(f"{what}: odd height {height} not allowed for {pix_fmt}")
+    return planes == 3 and bool((sx and width % 2) or (sy and height % 2))
+
+
+def _x264_pix_fmt(pix_fmt: str, width: int, height: int) -> str:
+    """libx264 refuses odd sizes in 4:2:0 / 4:2:2: code those pictures in 4:4:4 of the same depth."""
+    if not _is_odd_for(pix_fmt, width, height):
+        return pix_fmt
+    return "yuv444p10le" if pix_fmt.endswith("10le") else "yuv444p"
 
 
 @dataclass(frozen=True)
@@ -183,7 +189,6 @@ def _parse_y4m_header(line: bytes) -> _Y4MHeader:
         raise InputError(f"bad y4m header: unknown colorspace C{colorspace}")
     if pix_fmt not in _LAYOUT:
         raise InputError(f"unsupported pixel format {pix_fmt} (y4m C{colorspace})")
-    _check_even(pix_fmt, width, height, "bad y4m header")
     return _Y4MHeader(width, height, fps, pix_fmt, _frame_size(pix_fmt, width, height))
 
 
@@ -535,7 +540,6 @@ class VideoWriter:
             raise InputError(f"bad frame rate {fps}")
         if pix_fmt not in WRITER_PIX_FMTS:
             raise InputError(f"unsupported pixel format {pix_fmt} for output")
-        _check_even(pix_fmt, width, height, "bad output size")
         self.width, self.height, self.fps, self.pix_fmt = width, height, fps, pix_fmt
 
         if isinstance(dest, str) and dest == "-":
@@ -580,6 +584,8 @@ class VideoWriter:
             self._stream = self._container.add_stream("libx264", rate=self.fps, options={"qp": "0", "preset": "medium"})
         except av.error.FFmpegError as e:
             raise InputError(f"cannot write {self.name}: {_av_reason(e)}") from None
+        # An odd-sized picture is coded (and its frames converted) in 4:4:4: libx264 needs even 4:2:0 sizes.
+        self.pix_fmt = _x264_pix_fmt(self.pix_fmt, self.width, self.height)
         s = self._stream
         s.width, s.height, s.pix_fmt = self.width, self.height, self.pix_fmt
         cc = s.codec_context
