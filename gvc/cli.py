@@ -113,7 +113,19 @@ def run_decode(a: argparse.Namespace, source, output) -> dict:
         print(f"gvc: warning: {p}", file=sys.stderr)
     if not a.quiet:
         print(f"decoded {result['frames']} frames in {result['gops']} GOPs", file=sys.stderr)
+    damage = [p for p in result["problems"] if not p.endswith(HASH_MISMATCH)]
+    if damage:
+        # The concealed output is kept, but a damaged (truncated, CRC-failing) stream is a failure.
+        raise StreamDamagedError(f"damaged stream: {len(damage)} problem(s), concealed in the output "
+                                 f"({damage[0]})")
     return result
+
+
+HASH_MISMATCH = "(frame hash mismatch)"  # a platform producing other frames: a warning, not damage
+
+
+class StreamDamagedError(GVCError):
+    """Decoding finished with concealed GOPs: the output is written, the exit status says it is not clean."""
 
 
 def run_info(a: argparse.Namespace) -> dict:
@@ -178,10 +190,14 @@ def add_decode_options(d: argparse.ArgumentParser) -> None:
 
 
 def guarded(fn):
-    """Run a command; user errors become one line on stderr and exit status 1, never a traceback."""
+    """Run a command; user errors become one line on stderr and exit status 1 (2: a damaged stream was
+    decoded with concealment, the output is written), never a traceback."""
     try:
         fn()
         return 0
+    except StreamDamagedError as e:  # output written with concealment: exit 2, not 1 (nothing usable)
+        print(f"gvc: error: {e}", file=sys.stderr)
+        return 2
     except GVCError as e:
         print(f"gvc: error: {e}", file=sys.stderr)
         return 1

@@ -110,8 +110,10 @@ def test_damaged_gop_does_not_take_the_others(tmp_path, encoded):
     gvc.write_bytes(bytes(data))
     dec = tmp_path / "e.y4m"
     p = run(GVC + ["decode", str(gvc), "-o", str(dec)])
-    assert p.returncode == 0
-    assert b"warning" in p.stderr and b"GOP 0" in p.stderr
+    # The other GOP decodes and the damaged one is concealed, but the exit status says the stream was bad.
+    assert p.returncode == 2
+    assert b"warning" in p.stderr and b"GOP 0" in p.stderr and b"Traceback" not in p.stderr
+    assert p.stderr.decode().strip().splitlines()[-1].startswith("gvc: error: damaged stream")
     got = frames_of(dec)
     assert len(got) == 8
 
@@ -153,10 +155,27 @@ def test_truncated_stream(tmp_path, encoded, cut):
     bad = tmp_path / "t.mkv"
     bad.write_bytes(data[:cut])
     p = run(GVC + ["decode", str(bad), "-o", str(tmp_path / "t.y4m"), "-q"])
-    if p.returncode == 0:  # the cut fell in the last GOP: the others still decode, the damage is reported
-        assert b"warning" in p.stderr
+    if p.returncode == 2:  # the cut fell in the last GOP: the others still decode, the damage is reported
+        assert b"warning" in p.stderr and b"Traceback" not in p.stderr
+        assert p.stderr.decode().strip().splitlines()[-1].startswith("gvc: error: damaged stream")
     else:
         _one_line_error(p)
+
+
+def test_crc_mismatch_in_elementary_stream_fails(tmp_path, encoded):
+    """A flipped byte in the last GOP of a .gvc: warnings per problem, then one error line, exit 2."""
+    out, _, _ = encoded
+    from container.io import StreamReader
+    from container.bitstream import write_elementary
+    gvc = tmp_path / "c.gvc"
+    with StreamReader(str(out)) as r, open(gvc, "wb") as f:
+        write_elementary(f, r.header, list(r.units()))
+    data = bytearray(gvc.read_bytes())
+    data[-30] ^= 0x01
+    gvc.write_bytes(bytes(data))
+    p = run(GVC + ["decode", str(gvc), "-o", str(tmp_path / "c.y4m"), "-q"])
+    err = p.stderr.decode()
+    assert p.returncode == 2 and "CRC-32 mismatch" in err and "Traceback" not in err, err
 
 
 def test_garbage_stream(tmp_path):
@@ -182,3 +201,30 @@ def test_help_explains():
     h = run(GVC + ["encode", "--help"]).stdout.decode()
     for opt in ("--mode", "--quality", "--prior", "--device", "--frames", "--stats-json", "--recon", "--target-kbps"):
         assert opt in h
+
+
+def test_odd_size_and_frame_count_keep_geometry_and_rate(tmp_path, clip, ffmpeg):
+    """Any resolution and frame count: 175x143 (odd, not a multiple of the latent stride), 10 frames
+    (the last GOP shortens), through the real pipes; the frame rate and size come back unchanged."""
+    src = subprocess.Popen([ffmpeg, "-v", "error", "-i", str(clip("carphone_176x144.mp4")), "-frames:v", "10",
+                            "-vf", "scale=175:143", "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", "-"],
+                           stdout=subprocess.PIPE)
+    out, recon, stats = tmp_path / "odd.mkv", tmp_path / "recon.y4m", tmp_path / "s.json"
+    enc = run(PIPE + ["encode", "-o", str(out), "--recon", str(recon), "--stats-json", str(stats)] + FAST,
+              stdin=src.stdout)
+    src.wait()
+    assert enc.returncode == 0, enc.stderr.decode()
+    s = json.loads(stats.read_text())
+    assert (s["width"], s["height"], s["frames"]) == (175, 143, 10)
+    assert s["fps"] == pytest.approx(30000 / 1001)
+    assert "175x143" in run([ffmpeg, "-hide_banner", "-i", str(out)]).stderr.decode()
+    dec = tmp_path / "d.y4m"
+    assert run(GVC + ["decode", str(out), "-o", str(dec), "-q"]).returncode == 0
+    assert dec.read_bytes().startswith(b"YUV4MPEG2 W175 H143 F30000:1001")
+    a, b = frames_of(dec), frames_of(recon)
+    assert len(a) == len(b) == 10 and all(np.array_equal(x, y) for x, y in zip(a, b))
+    mp4 = tmp_path / "d.mp4"
+    assert run(GVC + ["decode", str(out), "-o", str(mp4), "-q"]).returncode == 0
+    with VideoReader(str(mp4)) as r:
+        assert (r.info.width, r.info.height) == (175, 143) and str(r.info.fps) == "30000/1001"
+        assert len(list(r)) == 10
