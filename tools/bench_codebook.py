@@ -66,7 +66,7 @@ def _rate(K_atoms: int, dim: int, seconds: float) -> dict:
     }
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
     p.add_argument("--K", type=int, default=16384)
@@ -79,16 +79,18 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="CPU worker threads of the numpy path")
     p.add_argument("--no-compile", action="store_true", help="torch path: do not torch.compile the generator")
     p.add_argument("--seed", type=int, default=1234)
-    a = p.parse_args(argv)
+    return p.parse_args(argv)
 
+
+def measure(a: argparse.Namespace) -> dict:
+    """Run the benchmark described by ``parse_args``' namespace; returns the result (see the module doc)."""
     if a.quick:
         a.dim = min(a.dim, 4096)
         a.K = min(a.K, 1024)
     repeats = a.repeats or (2 if a.quick else 3)
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        print("CUDA requested but not available", file=sys.stderr)
-        return 2
+        raise RuntimeError("CUDA requested but not available")
     K, M, D = a.K, min(a.M, a.K), a.dim
     step, frame = 3, 4
     g = torch.Generator().manual_seed(a.seed)
@@ -169,6 +171,15 @@ def main(argv=None) -> int:
     }
     if device.type == "cpu":
         res["cpu_count"] = os.cpu_count()
+    return res
+
+
+def main(argv=None) -> int:
+    try:
+        res = measure(parse_args(argv))
+    except RuntimeError as e:
+        print(e, file=sys.stderr)
+        return 2
     print(json.dumps(res, indent=2))
     return 0
 

@@ -1,0 +1,600 @@
+"""Rate-distortion sweep of GVC against x264, x265, VVC (libvvenc) and AV1 (libsvtav1) on real clips.
+
+    python -m tools.rd [--quick] [--clips carphone_176x144.mp4,tree_320x240.mp4] [--frames 33]
+                       [--size upto:352x288|native|WxH] [--modes t2v,i2v,flf2v] [--qualities 2,4,8,16,32,64]
+                       [--prior default] [--codecs x264,x265,vvc,av1] [--params x265=37,44,51 ...]
+                       [--no-vmaf] [--lpips-weights FILE.pt] [--out benchmarks/rd.json] [--plots docs/img]
+                       [--report docs/results.md] [--redo] [--quiet]
+
+Every clip is decoded once by ffmpeg into a y4m file (``--frames`` frames, ``--size``: ``native``; ``WxH``
+centre-crops to that aspect ratio then scales, bicubic; ``upto:WxH`` does the same only for clips larger
+than WxH, fitting them inside it with sides rounded down to multiples of 16). That y4m is the input of every
+codec and the reference of every metric.
+
+* GVC: ``gvc encode SRC -o X.gvc --mode M --quality Q --prior P`` then ``gvc decode X.gvc`` (the CLI's own
+  functions, in process); size = the elementary ``.gvc`` stream (sequence header included).
+* classical codecs, through the ffmpeg binary: x264 and x265 ``-preset veryslow`` with a CRF sweep reaching
+  CRF 51 (their lowest rate), VVC ``libvvenc -preset slow -qpa 0`` with a QP sweep to 63, AV1
+  ``libsvtav1 -preset 2`` with a CRF sweep to 63; default GOP structure; size = the elementary stream
+  (Annex B / OBU). Non-normative SEI messages (x264's and x265's settings text, about 0.6-2 KB) are
+  removed from the stream (``filter_units``, ``x265-params info=0``); the streams stay decodable.
+  The stream is decoded by ffmpeg back to 8-bit y4m.
+
+Metrics (see tools/metrics.py): PSNR-Y, PSNR-RGB, MS-SSIM (RGB), VMAF (libvmaf, built-in model; ``--no-vmaf``
+skips it) and LPIPS only with ``--lpips-weights`` (a local TorchScript file; skipped with a message
+otherwise, never downloaded). Rates: true bpp = bits / (W·H·frames) and kbps at the clip's real frame rate.
+BD-rate and BD-metric against ``--anchor`` (default x265) over the overlapping range (tools/bd.py).
+
+Output: one JSON (``--out``) holding every point (resumable: a point already there with the same clip,
+codec, parameters, frame count and size is skipped; points that failed are retried), CompressAI-style
+curves ``{"name", "description", "results": {"bpp": [...], "psnr-rgb": [...], ...}}`` per sequence and codec,
+their means over sequences and the BD tables; one PNG per metric (``--plots``, log-scale rate axis); with
+``--report`` also docs/results.md (tools/report.py). A point that fails is recorded with its error string.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIPS_DIR = ROOT.parent / "shared" / "clips"
+METRICS = ("psnr-y", "psnr-rgb", "ms-ssim", "vmaf", "lpips")
+METRIC_LABELS = {"psnr-y": "PSNR-Y (dB)", "psnr-rgb": "PSNR-RGB (dB)", "ms-ssim": "MS-SSIM (RGB)",
+                 "vmaf": "VMAF", "lpips": "LPIPS (lower is better)"}
+GVC_MODES = ("t2v", "i2v", "flf2v")
+
+
+@dataclass(frozen=True)
+class ClassicalCodec:
+    """One classical encoder run through the ffmpeg binary."""
+
+    name: str
+    encoder: str  # ffmpeg encoder name
+    param: str  # what the sweep varies ("crf" or "qp")
+    preset: str
+    muxer: str  # elementary-stream muxer
+    ext: str
+    extra: tuple[str, ...] = ()  # further encoder arguments
+    description: str = ""
+
+    def encode_args(self, value: int) -> list[str]:
+        return ["-c:v", self.encoder, "-preset", self.preset, f"-{self.param}", str(value), *self.extra]
+
+
+CLASSICAL = {
+    "x264": ClassicalCodec("x264", "libx264", "crf", "veryslow", "h264", ".264",
+                           ("-bsf:v", "filter_units=remove_types=6"), "H.264 (libx264 -preset veryslow, CRF)"),
+    "x265": ClassicalCodec("x265", "libx265", "crf", "veryslow", "hevc", ".265",
+                           ("-x265-params", "log-level=error:info=0", "-bsf:v", "filter_units=remove_types=39|40"),
+                           "H.265 (libx265 -preset veryslow, CRF)"),
+    "vvc": ClassicalCodec("vvc", "libvvenc", "qp", "slow", "vvc", ".266", ("-qpa", "0"),
+                          "H.266/VVC (libvvenc -preset slow -qpa 0, QP)"),
+    "av1": ClassicalCodec("av1", "libsvtav1", "crf", "2", "obu", ".obu", (), "AV1 (libsvtav1 -preset 2, CRF)"),
+}
+FULL_SWEEP = {"x264": [22, 27, 32, 37, 42, 47, 51], "x265": [22, 27, 32, 37, 42, 47, 51],
+              "vvc": [27, 32, 37, 42, 47, 52, 57, 63], "av1": [30, 38, 46, 54, 63]}
+QUICK_SWEEP = {"x264": [37, 44, 51], "x265": [37, 44, 51], "vvc": [50, 63], "av1": [50, 63]}
+FULL = {"clips": None, "frames": 33, "size": "upto:352x288", "qualities": [2, 4, 8, 16, 32, 64]}
+QUICK = {"clips": ["carphone_176x144.mp4"], "frames": 9, "size": "upto:352x288", "qualities": [2, 8]}
+
+
+# -- sources -----------------------------------------------------------------------------------------------
+
+def resolve_clip(name: str, clips_dir: Path) -> Path:
+    from gvc.errors import InputError
+
+    path = Path(name)
+    if not path.is_file():
+        path = clips_dir / name
+    if not path.is_file():
+        raise InputError(f"clip not found: {name} (nor in {clips_dir})")
+    return path
+
+
+def target_size(spec: str, width: int, height: int) -> tuple[int, int]:
+    """The coded size for a clip of width x height under ``--size`` (native | WxH | upto:WxH), even sides."""
+    if spec == "native":
+        return width - width % 2, height - height % 2
+    upto = spec.startswith("upto:")
+    tw, th = (int(v) for v in spec.removeprefix("upto:").lower().split("x"))
+    if not upto:
+        return tw, th
+    if width <= tw and height <= th:
+        return width - width % 2, height - height % 2
+    scale = min(tw / width, th / height)
+    return max(16, int(width * scale) // 16 * 16), max(16, int(height * scale) // 16 * 16)
+
+
+def crop_scale_filter(width: int, height: int, tw: int, th: int) -> str | None:
+    """ffmpeg filter: centre crop to the aspect ratio tw:th, then bicubic scale to tw x th (None: nothing)."""
+    cw, ch = width, height
+    if width * th > height * tw:
+        cw = round(height * tw / th)
+    elif width * th < height * tw:
+        ch = round(width * th / tw)
+    steps = []
+    if (cw, ch) != (width, height):
+        steps.append(f"crop={cw}:{ch}:{(width - cw) // 2}:{(height - ch) // 2}")
+    if (cw, ch) != (tw, th):
+        steps.append(f"scale={tw}:{th}:flags=bicubic")
+    return ",".join(steps) or None
+
+
+@dataclass(frozen=True)
+class Source:
+    clip: str  # file name of the clip
+    y4m: Path
+    width: int
+    height: int
+    frames: int
+    fps: float
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    @property
+    def sequence(self) -> str:
+        """Name of this (clip, size, frames) in the output."""
+        return f"{Path(self.clip).stem}@{self.size}x{self.frames}"
+
+
+def prepare_source(clip: Path, frames: int, size_spec: str, work: Path) -> Source:
+    """Decode the first ``frames`` frames of ``clip`` once into a yuv420p y4m at the configured size."""
+    from ffmpeg_bridge.ffmpeg import run_ffmpeg
+    from ffmpeg_bridge.video_io import VideoReader
+
+    with VideoReader(str(clip), max_frames=1) as r:
+        width, height = r.info.width, r.info.height
+    tw, th = target_size(size_spec, width, height)
+    out = work / f"{clip.stem}_{tw}x{th}_{frames}.y4m"
+    if not out.is_file():
+        vf = crop_scale_filter(width, height, tw, th)
+        run_ffmpeg(["-y", "-i", str(clip), "-an", "-frames:v", str(frames), *(["-vf", vf] if vf else []),
+                    "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", str(out)])
+    with VideoReader(str(out)) as r:
+        count = sum(1 for _ in r)
+        fps = float(r.info.fps)
+    return Source(clip.name, out, tw, th, count, fps)
+
+
+# -- points ------------------------------------------------------------------------------------------------
+
+def point_key(p: dict) -> str:
+    """What identifies a point for resuming: clip, codec, parameters, frame count and size."""
+    fields = ("clip", "codec", "prior", "param", "value", "preset", "steps", "frames", "size")
+    return json.dumps({k: p.get(k) for k in fields}, sort_keys=True)
+
+
+def planned_points(sources: list[Source], args, prior_ids: dict[str, str]) -> list[dict]:
+    points = []
+    for s in sources:
+        base = {"clip": s.clip, "frames": s.frames, "size": s.size}
+        for prior in args.priors:
+            for mode in args.modes:
+                for q in args.qualities:
+                    points.append({**base, "codec": f"gvc-{mode}", "mode": mode, "prior": prior_ids[prior],
+                                   "prior_arg": prior, "param": "quality", "value": q, "steps": args.steps})
+        for name in args.codecs:
+            c = CLASSICAL[name]
+            for v in args.params[name]:
+                points.append({**base, "codec": name, "param": c.param, "value": v, "preset": c.preset})
+    return points
+
+
+def encode_gvc(src: Source, point: dict, work: Path, device: str) -> tuple[Path, int, float, float, dict]:
+    """gvc encode + gvc decode (the CLI's functions); returns the decoded y4m, bytes, seconds, extra fields."""
+    from gvc.cli import build_parser, run_decode, run_encode
+
+    stream, decoded = work / "stream.gvc", work / "decoded.y4m"
+    parser = build_parser()
+    enc = parser.parse_args(["encode", str(src.y4m), "-o", str(stream), "--mode", point["mode"],
+                             "--quality", str(point["value"]), "--prior", point["prior_arg"],
+                             "--steps", str(point["steps"]), "--device", device, "-q"])
+    t0 = time.perf_counter()
+    run_encode(enc, enc.input)
+    t1 = time.perf_counter()
+    dec = parser.parse_args(["decode", str(stream), "-o", str(decoded), "--prior", point["prior_arg"],
+                             "--device", device, "-q"])
+    result = run_decode(dec, dec.input, dec.output)
+    t2 = time.perf_counter()
+    extra = {"decoder_problems": result["problems"]} if result["problems"] else {}
+    return decoded, stream.stat().st_size, t1 - t0, t2 - t1, extra
+
+
+def encode_classical(src: Source, point: dict, work: Path) -> tuple[Path, int, float, float, dict]:
+    from ffmpeg_bridge.ffmpeg import run_ffmpeg
+
+    codec = CLASSICAL[point["codec"]]
+    stream, decoded = work / f"stream{codec.ext}", work / "decoded.y4m"
+    t0 = time.perf_counter()
+    run_ffmpeg(["-y", "-i", str(src.y4m), "-an", *codec.encode_args(point["value"]), "-f", codec.muxer, str(stream)])
+    t1 = time.perf_counter()
+    run_ffmpeg(["-y", "-i", str(stream), "-fps_mode", "passthrough", "-pix_fmt", "yuv420p",
+                "-f", "yuv4mpegpipe", str(decoded)])
+    t2 = time.perf_counter()
+    return decoded, stream.stat().st_size, t1 - t0, t2 - t1, {}
+
+
+def measure_point(src: Source, point: dict, work: Path, *, device: str, vmaf: bool, lpips) -> dict:
+    """Encode, decode and score one point; returns the point with its figures (or its error)."""
+    from gvc.errors import GVCError
+    from tools import metrics
+
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        run = encode_gvc(src, point, work, device) if point["codec"].startswith("gvc-") else \
+            encode_classical(src, point, work)
+        decoded, nbytes, t_enc, t_dec, extra = run
+        reference, distorted = metrics.read_rgb(src.y4m), metrics.read_rgb(decoded)
+        if len(distorted) != len(reference):
+            raise GVCError(f"decoded {len(distorted)} frames, expected {len(reference)}")
+        bits = 8 * nbytes
+        out = {**point, "bytes": nbytes, "bits": bits, "bpp": bits / (src.width * src.height * src.frames),
+               "kbps": bits / (src.frames / src.fps) / 1000,
+               "psnr-y": metrics.mean_psnr_y(decoded, src.y4m, work),
+               "psnr-rgb": metrics.mean_psnr_rgb(reference, distorted),
+               "ms-ssim": metrics.mean_ms_ssim(reference, distorted),
+               "encode_seconds": round(t_enc, 3), "decode_seconds": round(t_dec, 3), **extra}
+        if vmaf:
+            out["vmaf"] = metrics.mean_vmaf(decoded, src.y4m, work)
+        if lpips is not None:
+            out["lpips"] = lpips.mean(reference, distorted)
+        return out
+    except (GVCError, OSError, ValueError, RuntimeError) as e:
+        return {**point, "error": f"{type(e).__name__}: {e}".splitlines()[0]}
+
+
+# -- curves, means, BD -------------------------------------------------------------------------------------
+
+def codec_label(p: dict) -> str:
+    """Curve name: the codec, and for GVC the prior's name (its weights hash stays in the point's key)."""
+    return f"{p['codec']} ({p['prior'].split(':')[0]})" if p["codec"].startswith("gvc-") else p["codec"]
+
+
+def codec_description(p: dict) -> str:
+    if p["codec"].startswith("gvc-"):
+        return f"GVC {p['mode'].upper()}, prior {p['prior']}, {p['steps']} steps, --quality sweep"
+    return CLASSICAL[p["codec"]].description
+
+
+def sequence_of(p: dict) -> str:
+    return f"{Path(p['clip']).stem}@{p['size']}x{p['frames']}"
+
+
+def build_curves(points: list[dict]) -> dict:
+    """{sequence: {codec: {"name", "description", "results": {param, bytes, bpp, kbps, metrics...}}}}"""
+    groups: dict[str, dict[str, list[dict]]] = {}
+    for p in points:
+        if "error" not in p:
+            groups.setdefault(sequence_of(p), {}).setdefault(codec_label(p), []).append(p)
+    curves = {}
+    for seq, codecs in groups.items():
+        curves[seq] = {}
+        for name, pts in codecs.items():
+            pts = sorted(pts, key=lambda p: p["bpp"])
+            fields = ["bytes", "bpp", "kbps"] + [m for m in METRICS if m in pts[0]] + \
+                ["encode_seconds", "decode_seconds"]
+            results = {pts[0]["param"]: [p["value"] for p in pts], **{f: [p.get(f) for p in pts] for f in fields}}
+            curves[seq][name] = {"name": name, "description": codec_description(pts[0]), "results": results}
+    return curves
+
+
+def mean_curves(curves: dict) -> dict:
+    """Per codec, the mean over sequences of each figure at each parameter value present in all of them."""
+    if len(curves) < 2:
+        return {}
+    names = set.intersection(*(set(c) for c in curves.values()))
+    out = {}
+    for name in sorted(names):
+        per_seq = [c[name] for c in curves.values()]
+        param = next(iter(per_seq[0]["results"]))
+        common = set.intersection(*(set(s["results"][param]) for s in per_seq))
+        fields = [f for f in per_seq[0]["results"] if all(f in s["results"] for s in per_seq)]
+        rows = []
+        for v in sorted(common):
+            at = [{f: s["results"][f][s["results"][param].index(v)] for f in fields} for s in per_seq]
+            rows.append({f: (v if f == param else sum(a[f] for a in at) / len(at)) for f in fields})
+        rows.sort(key=lambda r: r["bpp"])
+        out[name] = {"name": name, "description": per_seq[0]["description"] + f" (mean of {len(per_seq)} sequences)",
+                     "results": {f: [r[f] for r in rows] for f in fields}}
+    return out
+
+
+def bd_tables(curves: dict, anchor: str) -> dict:
+    """{sequence: {"anchor", codec: {metric: {"bd-rate": %, "bd-metric": delta}}}}, plus "mean" of per-sequence values."""
+    from tools.bd import bd_metric, bd_rate
+
+    tables = {}
+    for seq, codecs in curves.items():
+        if anchor not in codecs:
+            continue
+        a = codecs[anchor]["results"]
+        table = {}
+        for name, c in codecs.items():
+            if name == anchor:
+                continue
+            t = c["results"]
+            table[name] = {m: {"bd-rate": bd_rate(a["bpp"], a[m], t["bpp"], t[m]),
+                               "bd-metric": bd_metric(a["bpp"], a[m], t["bpp"], t[m])}
+                           for m in METRICS if m in a and m in t and m != "lpips"}
+        tables[seq] = {"anchor": anchor, "codecs": table}
+    if len(tables) > 1:
+        tables["mean"] = {"anchor": anchor, "codecs": _mean_bd(list(tables.values()))}
+    return tables
+
+
+def _mean_bd(tables: list[dict]) -> dict:
+    names = set.intersection(*(set(t["codecs"]) for t in tables))
+    out = {}
+    for name in sorted(names):
+        out[name] = {}
+        for m in tables[0]["codecs"][name]:
+            out[name][m] = {}
+            for k in ("bd-rate", "bd-metric"):
+                vals = [t["codecs"][name].get(m, {}).get(k) for t in tables]
+                out[name][m][k] = None if any(v is None for v in vals) else sum(vals) / len(vals)
+    return out
+
+
+# -- plots -------------------------------------------------------------------------------------------------
+
+def set_log_rate_axis(ax) -> None:
+    """Log-scale x axis labelled at 1, 2 and 5 times the powers of ten, in plain numbers."""
+    import math
+
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    ax.set_xscale("log")
+    lo, hi = ax.get_xlim()
+    ticks = [m * 10.0**e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+             for m in (1, 2, 5) if lo <= m * 10.0**e <= hi]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def plot_curves(curves: dict, plots_dir: Path, stem: str) -> list[Path]:
+    """One PNG per metric, one panel per sequence, log-scale bpp axis; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    seqs = list(curves)
+    for metric in METRICS:
+        if not any(metric in c["results"] for codecs in curves.values() for c in codecs.values()):
+            continue
+        fig, axes = plt.subplots(1, len(seqs), figsize=(5.4 * len(seqs), 4.0), dpi=90, squeeze=False)
+        for ax, seq in zip(axes[0], seqs):
+            for name, c in sorted(curves[seq].items()):
+                r = c["results"]
+                if metric not in r:
+                    continue
+                style = "-o" if name.startswith("gvc-") else "--s"
+                ax.plot(r["bpp"], r[metric], style, markersize=4, label=name)
+            set_log_rate_axis(ax)
+            ax.set_xlabel("bpp (bits / pixel / frame)")
+            ax.set_ylabel(METRIC_LABELS[metric])
+            ax.set_title(seq, fontsize=9)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = plots_dir / f"{stem}_{metric}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+# -- the sweep ---------------------------------------------------------------------------------------------
+
+def load_results(path: Path) -> dict:
+    if path.is_file():
+        return json.loads(path.read_text())
+    return {"tool": "tools.rd", "points": []}
+
+
+def save_results(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".part")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def check_ffmpeg(codecs: list[str], vmaf: bool) -> None:
+    """One-line error when the ffmpeg build lacks an encoder or libvmaf that the sweep needs."""
+    from ffmpeg_bridge.ffmpeg import ffmpeg_exe, run_ffmpeg
+    from gvc.errors import InputError
+
+    encoders = run_ffmpeg(["-encoders"]).stdout.decode("utf-8", "replace")
+    names = {line.split()[1] for line in encoders.splitlines() if len(line.split()) > 1 and line.startswith(" V")}
+    for c in codecs:
+        if CLASSICAL[c].encoder not in names:
+            raise InputError(f"ffmpeg ({ffmpeg_exe()}) has no {CLASSICAL[c].encoder} encoder (needed for {c}); "
+                             f"leave it out with --codecs")
+    if vmaf:
+        filters = run_ffmpeg(["-filters"]).stdout.decode("utf-8", "replace")
+        if " libvmaf " not in filters:
+            raise InputError(f"ffmpeg ({ffmpeg_exe()}) has no libvmaf filter; use --no-vmaf")
+
+
+def resolve_prior_ids(priors: list[str], device: str) -> dict[str, str]:
+    """'default' -> 'analytic-v1:3f2a...' (name and weights hash), so a changed default is a new point."""
+    from gvc.priors import load_prior
+
+    ids = {}
+    for p in priors:
+        prior = load_prior(p, device=device)
+        ids[p] = f"{prior.name}:{prior.weights_sha256().hex()[:12]}"
+    return ids
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m tools.rd", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true",
+                   help="smoke-test preset: carphone, 9 frames, qualities 2,8, CRF 37,44,51 (x264/x265), 50,63 (vvc/av1)")
+    p.add_argument("--clips", help="comma list of clip files or names in --clips-dir (default: all clips there)")
+    p.add_argument("--clips-dir", default=str(CLIPS_DIR))
+    p.add_argument("--frames", type=int, help="frames per clip (default 33; quick 9)")
+    p.add_argument("--size", help="native | WxH | upto:WxH (default upto:352x288)")
+    p.add_argument("--modes", default=",".join(GVC_MODES), help="GVC modes, comma list; 'none' for no GVC")
+    p.add_argument("--qualities", help="GVC --quality values (default 2,4,8,16,32,64; quick 2,8)")
+    p.add_argument("--prior", dest="priors", default="default", help="prior(s), comma list (default: default)")
+    p.add_argument("--steps", type=int, default=20, help="GVC sampling steps (default 20, the CLI's)")
+    p.add_argument("--device", default="cpu", help="device GVC runs on (cpu or cuda)")
+    p.add_argument("--codecs", default="x264,x265,vvc,av1", help="classical codecs, comma list; 'none' for none")
+    p.add_argument("--params", action="append", default=[], metavar="CODEC=V,V,...",
+                   help="CRF/QP values of one codec (repeatable), e.g. x265=32,37,42")
+    p.add_argument("--anchor", default="x265", help="BD anchor codec (default x265)")
+    p.add_argument("--no-vmaf", dest="vmaf", action="store_false")
+    p.add_argument("--lpips-weights", metavar="FILE.pt", help="local TorchScript LPIPS model; LPIPS is skipped without it")
+    p.add_argument("--out", help="JSON (default benchmarks/rd.json; quick: benchmarks/rd_quick.json)")
+    p.add_argument("--plots", help="PNG folder (default docs/img); plots are named after the JSON file")
+    p.add_argument("--no-plots", dest="plot", action="store_false")
+    p.add_argument("--report", metavar="FILE.md", help="also regenerate this report (tools/report.py), e.g. docs/results.md")
+    p.add_argument("--work", help="folder for sources and streams (default: a temporary folder)")
+    p.add_argument("--redo", action="store_true", help="ignore points already in the JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-point lines")
+    a = p.parse_args(argv)
+    preset = QUICK if a.quick else FULL
+    a.frames = a.frames or preset["frames"]
+    a.size = a.size or preset["size"]
+    a.qualities = [int(v) for v in a.qualities.split(",")] if a.qualities else preset["qualities"]
+    a.modes = [] if a.modes == "none" else a.modes.split(",")
+    a.codecs = [] if a.codecs == "none" else a.codecs.split(",")
+    a.priors = a.priors.split(",")
+    for m in a.modes:
+        if m not in GVC_MODES:
+            p.error(f"unknown mode {m!r} (choose from {', '.join(GVC_MODES)})")
+    for c in a.codecs:
+        if c not in CLASSICAL:
+            p.error(f"unknown codec {c!r} (choose from {', '.join(CLASSICAL)})")
+    sweep = dict(QUICK_SWEEP if a.quick else FULL_SWEEP)
+    for spec in a.params:
+        name, _, values = spec.partition("=")
+        if name not in CLASSICAL or not values:
+            p.error(f"bad --params {spec!r}: expected CODEC=V,V,... with CODEC one of {', '.join(CLASSICAL)}")
+        sweep[name] = [int(v) for v in values.split(",")]
+    a.params = sweep
+    a.clips = a.clips.split(",") if a.clips else preset["clips"]
+    a.out = Path(a.out or ROOT / "benchmarks" / ("rd_quick.json" if a.quick else "rd.json"))
+    a.plots = Path(a.plots or ROOT / "docs" / "img")
+    return a
+
+
+def command_line(argv) -> str:
+    args = sys.argv[1:] if argv is None else list(argv)
+    return "python -m tools.rd " + " ".join(shlex.quote(str(x)) for x in args)
+
+
+def sweep(a, argv) -> dict:
+    from tools import metrics
+    from tools.report import software_versions
+
+    clips_dir = Path(a.clips_dir)
+    names = a.clips or sorted(f.name for f in clips_dir.glob("*.mp4"))
+    if not names:
+        from gvc.errors import InputError
+
+        raise InputError(f"no clips: {clips_dir} has no .mp4 files")
+    clips = [resolve_clip(n, clips_dir) for n in names]
+    check_ffmpeg(a.codecs, a.vmaf)
+    prior_ids = resolve_prior_ids(a.priors, a.device) if a.modes else {}
+    lpips = metrics.LpipsModel(a.lpips_weights) if a.lpips_weights else None
+    if lpips is None and not a.quiet:
+        print("rd: LPIPS skipped: no local weights (--lpips-weights FILE.pt); nothing is downloaded", file=sys.stderr)
+
+    data = {"tool": "tools.rd", "points": []} if a.redo else load_results(a.out)
+    done = {point_key(p): p for p in data["points"] if "error" not in p}
+    work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="gvc-rd-"))
+    work.mkdir(parents=True, exist_ok=True)
+    sources = [prepare_source(c, a.frames, a.size, work) for c in clips]
+    by_clip = {s.clip: s for s in sources}
+    planned = planned_points(sources, a, prior_ids)
+    todo = [p for p in planned if point_key(p) not in done]
+    if not a.quiet:
+        print(f"rd: {len(planned)} points, {len(planned) - len(todo)} already in {a.out}", file=sys.stderr)
+
+    data.update({"command": command_line(argv), "software": software_versions(),
+                 "settings": {"frames": a.frames, "size": a.size, "priors": prior_ids, "steps": a.steps,
+                              "device": a.device, "anchor": a.anchor, "vmaf": a.vmaf, "lpips": lpips is not None,
+                              "classical": {c: {"encoder": CLASSICAL[c].encoder, "preset": CLASSICAL[c].preset,
+                                                "param": CLASSICAL[c].param, "values": a.params[c]}
+                                            for c in a.codecs}},
+                 "sequences": {**data.get("sequences", {}),
+                               **{s.sequence: {"clip": s.clip, "width": s.width, "height": s.height,
+                                               "frames": s.frames, "fps": s.fps} for s in sources}}})
+    from tqdm import tqdm
+
+    t_start = time.perf_counter()
+    with tqdm(total=len(todo), desc="rd", unit="point", file=sys.stderr,
+              disable=a.quiet or not sys.stderr.isatty()) as bar:
+        for i, point in enumerate(todo):
+            bar.set_postfix_str(f"{Path(point['clip']).stem} {point['codec']} {point['param']}={point['value']}")
+            result = measure_point(by_clip[point["clip"]], point, work / f"point{i}", device=a.device,
+                                   vmaf=a.vmaf, lpips=lpips)
+            done[point_key(result)] = result
+            data["points"] = [p for p in data["points"] if point_key(p) != point_key(result)] + [result]
+            save_results(a.out, data)
+            bar.update(1)
+            if not a.quiet:
+                bar.write(point_line(result), file=sys.stderr)
+    data["sweep_seconds"] = round(time.perf_counter() - t_start, 1)
+    data["curves"] = build_curves(data["points"])
+    data["mean"] = mean_curves(data["curves"])
+    data["bd"] = bd_tables(data["curves"], a.anchor)
+    if a.plot:
+        data["plots"] = [repo_relative(p) for p in plot_curves(data["curves"], a.plots, a.out.stem)]
+    save_results(a.out, data)
+    return data
+
+
+def repo_relative(path: Path) -> str:
+    """The path relative to the repository root when it lies inside it (what the JSON stores), else absolute."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def point_line(p: dict) -> str:
+    head = f"rd: {Path(p['clip']).stem} {codec_label(p)} {p['param']}={p['value']}"
+    if "error" in p:
+        return f"{head}: failed: {p['error']}"
+    vmaf = f", VMAF {p['vmaf']:.1f}" if "vmaf" in p else ""
+    return (f"{head}: {p['bytes']} B, {p['bpp']:.4f} bpp, {p['kbps']:.1f} kbps, PSNR-Y {p['psnr-y']:.2f} dB, "
+            f"MS-SSIM {p['ms-ssim']:.4f}{vmaf}")
+
+
+def main(argv=None) -> int:
+    from gvc.errors import GVCError
+
+    a = parse_args(argv)
+    try:
+        data = sweep(a, argv)
+        if a.report:
+            from tools.report import write_report
+
+            rd_paths = sorted({*(ROOT / "benchmarks").glob("rd*.json"), a.out.resolve()})
+            write_report(Path(a.report), rd_paths=rd_paths)
+    except GVCError as e:
+        print(f"rd: error: {e}", file=sys.stderr)
+        return 1
+    failed = [p for p in data["points"] if "error" in p]
+    if not a.quiet:
+        print(f"rd: wrote {a.out} ({len(data['points'])} points, {len(failed)} failed) in {data['sweep_seconds']} s",
+              file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Write docs/results.md from the benchmark JSON files (never edit that file by hand).
+
+    python -m tools.report [--rd benchmarks/rd_quick.json ...] [--bench benchmarks/bench_cpu.json ...]
+                           [--out docs/results.md]
+
+Default inputs: every ``benchmarks/rd*.json`` (tools.rd) and ``benchmarks/bench_*.json`` (tools.bench).
+Each section gives the exact command that produced its JSON, the software it ran with (ffmpeg's
+``-version`` line, Python, torch, PyAV, numpy, gvc), the tables, and links to the PNG plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "docs" / "results.md"
+
+
+def software_versions() -> dict:
+    """Versions of what a benchmark runs on (stored in every JSON the tools write)."""
+    import av
+    import numpy as np
+    import torch
+
+    import gvc
+    from ffmpeg_bridge.ffmpeg import run_ffmpeg
+
+    try:
+        ffmpeg = run_ffmpeg(["-version"]).stdout.decode("utf-8", "replace").splitlines()[0]
+    except Exception as e:  # noqa: BLE001 - a report without ffmpeg still says why
+        ffmpeg = f"unavailable ({e})"
+    return {"ffmpeg": ffmpeg, "python": platform.python_version(), "torch": torch.__version__,
+            "av": av.__version__, "numpy": np.__version__, "gvc": gvc.__version__,
+            "platform": platform.platform(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# -- formatting --------------------------------------------------------------------------------------------
+
+def _fmt(v, digits: int = 2) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if abs(v) >= 1000:
+            return f"{v:.0f}"
+        return f"{v:.{digits}f}" if abs(v) >= 0.01 or v == 0 else f"{v:.{digits}g}"
+    return str(v)
+
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_fmt(c) if not isinstance(c, str) else c for c in row) + " |" for row in rows]
+    return out + [""]
+
+
+def software_section(sw: dict) -> list[str]:
+    rows = [[k, f"`{sw[k]}`"] for k in ("ffmpeg", "python", "torch", "av", "numpy", "gvc", "platform", "cpu",
+                                         "cpu_count", "cuda") if k in sw]
+    return table(["software", "version"], rows)
+
+
+def _rel(path: str | Path, out: Path) -> str:
+    p = Path(path)
+    p = p if p.is_absolute() else ROOT / p
+    return os.path.relpath(p, out.parent)
+
+
+# -- rate-distortion ---------------------------------------------------------------------------------------
+
+RD_COLUMNS = [("bytes", "bytes", 0), ("bpp", "bpp", 4), ("kbps", "kbps", 1), ("psnr-y", "PSNR-Y", 2),
+              ("psnr-rgb", "PSNR-RGB", 2), ("ms-ssim", "MS-SSIM", 4), ("vmaf", "VMAF", 1), ("lpips", "LPIPS", 3),
+              ("encode_seconds", "enc s", 2), ("decode_seconds", "dec s", 2)]
+
+
+def rd_curve_table(codecs: dict) -> list[str]:
+    present = [c for c in RD_COLUMNS if any(c[0] in v["results"] for v in codecs.values())]
+    rows = []
+    for name, c in codecs.items():
+        r = c["results"]
+        param = next(iter(r))
+        for i in range(len(r["bpp"])):
+            cells = [name, f"{param} {r[param][i]:g}"]
+            for key, _, digits in present:
+                v = r.get(key, [None] * len(r["bpp"]))[i]
+                cells.append("–" if v is None else (f"{v:.{digits}f}" if digits else str(round(v))))
+            rows.append(cells)
+    return table(["codec", "point"] + [label for _, label, _ in present], rows)
+
+
+def bd_table(bd: dict) -> list[str]:
+    metrics = sorted({m for c in bd["codecs"].values() for m in c}, key=lambda m: RD_ORDER.index(m))
+    header = ["codec"] + [f"BD-rate {m} (%)" for m in metrics] + [f"BD-{m}" for m in metrics]
+    rows = []
+    for name, c in bd["codecs"].items():
+        rows.append([name] + [c.get(m, {}).get("bd-rate") for m in metrics] + [c.get(m, {}).get("bd-metric") for m in metrics])
+    return table(header, rows)
+
+
+RD_ORDER = ["psnr-y", "psnr-rgb", "ms-ssim", "vmaf", "lpips"]
+
+
+def rd_section(path: Path, data: dict, out: Path) -> list[str]:
+    s = data.get("settings", {})
+    lines = [f"## Rate–distortion: `{_rel(path, out)}`", "",
+             "Command:", "", "```", data.get("command", "?"), "```", ""]
+    lines += [f"{len(data.get('points', []))} points, sweep time {data.get('sweep_seconds', '?')} s (this run). "
+              f"Frames per clip: {s.get('frames')}, size: `{s.get('size')}`, GVC priors: "
+              f"{', '.join(f'`{k}` = `{v}`' for k, v in s.get('priors', {}).items()) or 'none'}, "
+              f"GVC steps: {s.get('steps')}, device: {s.get('device')}. "
+              "Rates are true bpp = bits/(W·H·frames) of the elementary stream and kbps at the clip's frame rate; "
+              "PSNR-Y from ffmpeg's psnr filter, PSNR-RGB and MS-SSIM (RGB, 5 scales) from tools/metrics.py, "
+              "VMAF from ffmpeg's libvmaf (vmaf_v0.6.1); all are means over frames.", ""]
+    if not s.get("lpips"):
+        lines += ["LPIPS: skipped (no local weights given; nothing is downloaded).", ""]
+    lines += ["Software:", ""] + software_section(data.get("software", {}))
+    for seq, codecs in data.get("curves", {}).items():
+        info = data.get("sequences", {}).get(seq, {})
+        lines += [f"### {seq}", "", f"Clip `{info.get('clip', '?')}`, {info.get('width')}x{info.get('height')}, "
+                  f"{info.get('frames')} frames at {_fmt(info.get('fps'))} fps.", ""]
+        lines += rd_curve_table(codecs)
+        bd = data.get("bd", {}).get(seq)
+        if bd and bd["codecs"]:
+            lines += [f"BD against `{bd['anchor']}` (negative BD-rate = fewer bits at equal quality; "
+                      "– = curves do not overlap):", ""] + bd_table(bd)
+    if data.get("mean"):
+        lines += ["### Mean over sequences", ""] + rd_curve_table(data["mean"])
+        bd = data.get("bd", {}).get("mean")
+        if bd and bd["codecs"]:
+            lines += [f"Mean of the per-sequence BD values against `{bd['anchor']}`:", ""] + bd_table(bd)
+    failed = [p for p in data.get("points", []) if "error" in p]
+    if failed:
+        lines += ["Failed points:", ""] + [f"- {p['clip']} {p['codec']} {p['param']}={p['value']}: {p['error']}"
+                                           for p in failed] + [""]
+    plots = data.get("plots", [])
+    if plots:
+        lines += ["Plots (log-scale rate axis):", ""] + [f"![{Path(p).stem}]({_rel(p, out)})" for p in plots] + [""]
+    return lines
+
+
+# -- speed -------------------------------------------------------------------------------------------------
+
+def bench_section(path: Path, data: dict, out: Path) -> list[str]:
+    lines = [f"## Speed: `{_rel(path, out)}`", "", "Command:", "", "```", data.get("command", "?"), "```", "",
+             f"Clip `{data.get('clip')}`, {data.get('size')}, {data.get('frames')} frames, {data.get('steps')} steps; "
+             "frames/s over the whole sequence after the prior is loaded; peak memory = the process' peak "
+             "resident set during the run (CPU) or torch's peak allocated memory (CUDA).", ""]
+    lines += ["Software:", ""] + software_section(data.get("software", {}))
+    rows = [[r["device"], r["prior"], r["mode"], r.get("quality"), r["bytes"], r.get("bpp"), r["psnr"],
+             r["encode_fps"], r["decode_fps"], r["peak_memory_mb"], r["decoder_matches_encoder"]]
+            for r in data.get("runs", [])]
+    lines += table(["device", "prior", "mode", "quality", "bytes", "bpp", "PSNR", "encode fps", "decode fps",
+                    "peak MB", "bit-exact"], rows)
+    cross = data.get("cross_device", [])
+    if cross:
+        lines += ["CUDA stream decoded on CPU:", ""]
+        lines += table(["mode", "prior", "PSNR vs CUDA decode", "identical"],
+                       [[c["mode"], c["prior"], c["cuda_stream_decoded_on_cpu_psnr_vs_cuda_decode"], c["identical"]]
+                        for c in cross])
+    books = data.get("codebook", [])
+    if books:
+        lines += ["Codebook search (tools.bench_codebook; per step-frame, best of repeats):", ""]
+        lines += table(["device", "backend", "K", "M", "dim", "search s", "search atoms/s", "search normals/s",
+                        "regeneration s", "speed-up vs naive"],
+                       [[b["device"], b["backend"], b["K"], b["M"], b["dim"], b["search"]["seconds"],
+                         b["search"]["atoms_per_s"], b["search"]["normals_per_s"], b["regeneration"]["seconds"],
+                         b["search_speedup_vs_naive"]] for b in books])
+    if data.get("plot"):
+        lines += [f"![speed]({_rel(data['plot'], out)})", ""]
+    return lines
+
+
+def write_report(out: Path = DEFAULT_OUT, rd_paths: list[Path] | None = None,
+                 bench_paths: list[Path] | None = None) -> Path:
+    rd_paths = sorted((ROOT / "benchmarks").glob("rd*.json")) if rd_paths is None else rd_paths
+    bench_paths = sorted((ROOT / "benchmarks").glob("bench_*.json")) if bench_paths is None else bench_paths
+    lines = ["# Results", "",
+             "<!-- Generated by `python -m tools.report` (also `python -m tools.rd --report`) from the JSON files "
+             "below. Do not edit by hand: rerun the commands and regenerate. -->", "",
+             "Regenerate: run the commands shown in each section, then `python -m tools.report`.", ""]
+    for p in rd_paths:
+        lines += rd_section(Path(p), json.loads(Path(p).read_text()), out)
+    for p in bench_paths:
+        lines += bench_section(Path(p), json.loads(Path(p).read_text()), out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines).rstrip() + "\n")
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tools.report", description=__doc__.splitlines()[0])
+    p.add_argument("--rd", nargs="*", type=Path, help="tools.rd JSON files (default benchmarks/rd*.json)")
+    p.add_argument("--bench", nargs="*", type=Path, help="tools.bench JSON files (default benchmarks/bench_*.json)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    a = p.parse_args(argv)
+    for f in (a.rd or []) + (a.bench or []):
+        if not f.is_file():
+            print(f"report: error: no such file: {f}", file=sys.stderr)
+            return 1
+    print(write_report(a.out, a.rd, a.bench))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
