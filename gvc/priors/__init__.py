@@ -9,17 +9,18 @@ from __future__ import annotations
 import os
 
 from ..errors import ParameterError
+from ..zoo import MODELS, ZOO_DIR, model_dir
 from .analytic import AnalyticPrior
 from .base import Conditioning, FlowPrior, LatentGeometry
 
-# Until the embedded learned prior lands, the default is the analytic prior.
-DEFAULT_PRIOR = "analytic"
+# The shipped learned prior (gvc/zoo/, docs/models.md); the analytic prior is the floor it must beat.
+DEFAULT_PRIOR = "gvc-wan-small-v1" if model_dir("gvc-wan-small-v1") is not None else "analytic"  # TRANSITIONAL
 
 _BUILTIN = {"analytic": AnalyticPrior, AnalyticPrior.name: AnalyticPrior}
 
 
 def available() -> list[str]:
-    return sorted({"default", *_BUILTIN})
+    return sorted({"default", *_BUILTIN, *(n for n in MODELS if model_dir(n) is not None)})
 
 
 def load_prior(name_or_path: str | None = "default", *, device="cpu", header=None) -> FlowPrior:
@@ -30,6 +31,13 @@ def load_prior(name_or_path: str | None = "default", *, device="cpu", header=Non
         name = DEFAULT_PRIOR
     if name in _BUILTIN:
         return _BUILTIN[name](device=device)
+    shipped = model_dir(name)
+    if shipped is not None:
+        from .wan import WanPrior
+
+        return WanPrior.from_pretrained(shipped, device=device)
+    if name in MODELS:
+        raise ParameterError(f"prior '{name}': its weights are missing from the installed package ({ZOO_DIR})")
     if os.path.isdir(name):
         from .wan import WanPrior
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ import torch
 from gvc.errors import ParameterError
 from gvc.priors.base import Conditioning, LatentGeometry
 
+CARD_FILE = "gvc_prior.json"  # optional GVC model card: {"name": ..., "conditioning": ["none", "first", ...]}
 TEXT_LEN = 512  # the Wan transformer's cross-attention splits image/text tokens assuming 512 text tokens
 _EXTRA_KEY = "wan"  # cond.extra[_EXTRA_KEY] holds the prepared tensors
 
@@ -96,8 +98,10 @@ class WanPrior:
         device: torch.device | str = "cpu",
         bf16_transformer: bool = False,
         text_encoder_device: torch.device | str | None = None,
+        card: dict | None = None,
     ):
         self.root = Path(root)
+        self.card = dict(card or {})
         self.transformer = transformer.eval()
         self.vae = vae.eval()
         self.text_encoder = text_encoder.eval() if text_encoder is not None else None
@@ -139,7 +143,9 @@ class WanPrior:
             vae_stride=self.vae_stride,
         )
         base = self.root.resolve().name.encode("ascii", "replace").decode("ascii")
-        self.name = ("wan2.1:" + base)[:32]
+        self.name = str(self.card.get("name") or ("wan2.1:" + base))[:32]
+        # A model trained with conditioning dropped to "none" (GVC's own) also runs I2V-layout without anchors.
+        self.unconditional = self.is_i2v and not self.uses_clip and "none" in self.card.get("conditioning", [])
         self._latents_mean = torch.tensor(vcfg.latents_mean, dtype=torch.float32).view(-1, 1, 1, 1)
         self._latents_inv_std = 1.0 / torch.tensor(vcfg.latents_std, dtype=torch.float32).view(-1, 1, 1, 1)
         self._prompt_cache: dict[str, torch.Tensor] = {}
@@ -200,7 +206,14 @@ class WanPrior:
             proc_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
             image_processor = _load(proc_cls, root / "image_processor", None)
 
+        card = {}
+        if (root / CARD_FILE).is_file():
+            try:
+                card = json.loads((root / CARD_FILE).read_text())
+            except ValueError as e:
+                raise ParameterError(f"{root / CARD_FILE}: not JSON ({_first_line(e)})") from e
         return cls(
+            card=card,
             root=root,
             transformer=transformer,
             vae=vae,
@@ -223,7 +236,8 @@ class WanPrior:
         return subs
 
     def weights_sha256(self) -> bytes:
-        """SHA-256 over the bytes of the used components' *.safetensors files, in relative-path order.
+        """SHA-256 over the bytes of the used components' *.safetensors and config.json files, in
+        relative-path order (a config holds values that change the outputs, e.g. the VAE's latents_mean).
 
         Computed once (streamed, 16 MiB at a time) and cached for the life of the object.
         """
@@ -234,6 +248,8 @@ class WanPrior:
                 if not found:
                     raise ParameterError(f"{self.root / sub}: no .safetensors weights to identify the prior")
                 files += found
+                if (self.root / sub / "config.json").is_file():
+                    files.append(self.root / sub / "config.json")
             files.sort(key=lambda p: p.relative_to(self.root).as_posix())
             h = hashlib.sha256()
             buf = bytearray(16 << 20)
@@ -353,11 +369,11 @@ class WanPrior:
         out = self.image_encoder(pixel_values=pixels.to(self.device, self.image_encoder.dtype), output_hidden_states=True)
         return out.hidden_states[-2].float()  # [n_images, tokens, image_dim]
 
-    def _mask(self, frames: int, h: int, w: int, has_last: bool) -> torch.Tensor:
+    def _mask(self, frames: int, h: int, w: int, has_first: bool, has_last: bool) -> torch.Tensor:
         """Anchor mask folded to [temporal_stride, F_lat, h, w] exactly as WanImageToVideoPipeline does."""
         s = self.temporal_stride
         per_frame = torch.zeros(frames)
-        per_frame[0] = 1.0
+        per_frame[0] = float(has_first)
         if has_last:
             per_frame[-1] = 1.0
         padded = torch.cat([per_frame[:1].repeat(s), per_frame[1:]])  # F + s - 1 = s * F_lat entries
@@ -383,7 +399,7 @@ class WanPrior:
             if first is not None or last is not None:
                 raise ParameterError("this prior cannot condition on anchors")
         else:
-            if first is None:
+            if first is None and (last is not None or not self.unconditional):
                 raise ParameterError("this prior needs a first-frame anchor")
             if self.clip_pairs and last is None:
                 raise ParameterError("this FLF2V prior needs both a first and a last frame")
@@ -392,16 +408,17 @@ class WanPrior:
             if last is not None and frames < 2:
                 raise ParameterError("a last-frame anchor needs at least 5 frames")
             hh, ww = h * self.vae_stride, w * self.vae_stride
-            anchors = [first] + ([last] if last is not None else [])
+            anchors = [a for a in (first, last) if a is not None]
             for a in anchors:
                 if tuple(a.shape) != (3, hh, ww):
                     raise ParameterError(f"anchor frame {tuple(a.shape)} does not match [3, {hh}, {ww}]")
             video = torch.zeros(3, frames, hh, ww, dtype=torch.float32)
-            video[:, 0] = first.float().cpu() * 2 - 1
+            if first is not None:
+                video[:, 0] = first.float().cpu() * 2 - 1
             if last is not None:
                 video[:, -1] = last.float().cpu() * 2 - 1
             latent_condition = self._vae_encode(video).cpu()
-            y = torch.cat([self._mask(frames, h, w, last is not None), latent_condition], dim=0)
+            y = torch.cat([self._mask(frames, h, w, first is not None, last is not None), latent_condition], dim=0)
             if self.uses_clip:
                 image_embeds = self._clip_embeds(anchors).cpu()
         cond.extra[_EXTRA_KEY] = {
