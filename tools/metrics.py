@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
@@ -141,7 +140,8 @@ def mean_vmaf(distorted: Path, reference: Path, work: Path, threads: int | None 
 class LpipsModel:
     """LPIPS from a local TorchScript file: ``model(x, y)`` on RGB tensors [N, 3, H, W] in [-1, 1] returning
     one distance per image (the convention of the ``lpips`` package's ``LPIPS`` module, saved with
-    ``torch.jit.script``/``trace``). Nothing is ever downloaded."""
+    ``torch.jit.script``/``trace``), e.g. made once where the lpips package and its AlexNet weights are local:
+    ``torch.jit.trace(lpips.LPIPS(net="alex").eval(), (x, y)).save("lpips_alex.pt")``. Nothing is downloaded."""
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu"):
         if not Path(path).is_file():
@@ -157,7 +157,3 @@ class LpipsModel:
                     .to(self.device) for f in (reference, distorted))
             values += self.model(x, y).reshape(-1).tolist()
         return float(np.mean(values))
-
-
-def finite_or_none(v: float | None) -> float | None:
-    return None if v is None or not math.isfinite(v) else v

@@ -37,7 +37,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -470,6 +472,8 @@ def parse_args(argv):
     preset = QUICK if a.quick else FULL
     a.frames = a.frames or preset["frames"]
     a.size = a.size or preset["size"]
+    if not re.fullmatch(r"native|(upto:)?\d+x\d+", a.size):
+        p.error(f"bad --size {a.size!r}: expected native, WxH or upto:WxH")
     a.qualities = [int(v) for v in a.qualities.split(",")] if a.qualities else preset["qualities"]
     a.modes = [] if a.modes == "none" else a.modes.split(",")
     a.codecs = [] if a.codecs == "none" else a.codecs.split(",")
@@ -500,7 +504,6 @@ def command_line(argv) -> str:
 
 def sweep(a, argv) -> dict:
     from tools import metrics
-    from tools.report import software_versions
 
     clips_dir = Path(a.clips_dir)
     names = a.clips or sorted(f.name for f in clips_dir.glob("*.mp4"))
@@ -517,8 +520,26 @@ def sweep(a, argv) -> dict:
 
     data = {"tool": "tools.rd", "points": []} if a.redo else load_results(a.out)
     done = {point_key(p): p for p in data["points"] if "error" not in p}
-    work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="gvc-rd-"))
-    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="gvc-rd-") as tmp:
+        work = Path(a.work or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        measure_missing(a, argv, data, done, clips, work, prior_ids, lpips)
+    data["curves"] = build_curves(data["points"])
+    data["mean"] = mean_curves(data["curves"])
+    data["bd"] = bd_tables(data["curves"], a.anchor)
+    if a.plot:
+        data["plots"] = [repo_relative(p) for p in plot_curves(data["curves"], a.plots, a.out.stem)]
+    save_results(a.out, data)
+    return data
+
+
+def measure_missing(a, argv, data: dict, done: dict, clips: list[Path], work: Path, prior_ids: dict, lpips) -> None:
+    """Measure the planned points not yet in ``data`` (saved after each one); streams of a point are
+    deleted once it is scored unless ``--work`` was given."""
+    from tqdm import tqdm
+
+    from tools.report import software_versions
+
     sources = [prepare_source(c, a.frames, a.size, work) for c in clips]
     by_clip = {s.clip: s for s in sources}
     planned = planned_points(sources, a, prior_ids)
@@ -526,7 +547,9 @@ def sweep(a, argv) -> dict:
     if not a.quiet:
         print(f"rd: {len(planned)} points, {len(planned) - len(todo)} already in {a.out}", file=sys.stderr)
 
-    data.update({"command": command_line(argv), "software": software_versions(),
+    command = command_line(argv)
+    data["commands"] = [c for c in data.get("commands", []) if c != command] + [command]
+    data.update({"command": command, "software": software_versions(),
                  "settings": {"frames": a.frames, "size": a.size, "priors": prior_ids, "steps": a.steps,
                               "device": a.device, "anchor": a.anchor, "vmaf": a.vmaf, "lpips": lpips is not None,
                               "classical": {c: {"encoder": CLASSICAL[c].encoder, "preset": CLASSICAL[c].preset,
@@ -535,8 +558,6 @@ def sweep(a, argv) -> dict:
                  "sequences": {**data.get("sequences", {}),
                                **{s.sequence: {"clip": s.clip, "width": s.width, "height": s.height,
                                                "frames": s.frames, "fps": s.fps} for s in sources}}})
-    from tqdm import tqdm
-
     t_start = time.perf_counter()
     with tqdm(total=len(todo), desc="rd", unit="point", file=sys.stderr,
               disable=a.quiet or not sys.stderr.isatty()) as bar:
@@ -544,20 +565,16 @@ def sweep(a, argv) -> dict:
             bar.set_postfix_str(f"{Path(point['clip']).stem} {point['codec']} {point['param']}={point['value']}")
             result = measure_point(by_clip[point["clip"]], point, work / f"point{i}", device=a.device,
                                    vmaf=a.vmaf, lpips=lpips)
+            if not a.work:
+                shutil.rmtree(work / f"point{i}", ignore_errors=True)
             done[point_key(result)] = result
             data["points"] = [p for p in data["points"] if point_key(p) != point_key(result)] + [result]
             save_results(a.out, data)
             bar.update(1)
             if not a.quiet:
                 bar.write(point_line(result), file=sys.stderr)
-    data["sweep_seconds"] = round(time.perf_counter() - t_start, 1)
-    data["curves"] = build_curves(data["points"])
-    data["mean"] = mean_curves(data["curves"])
-    data["bd"] = bd_tables(data["curves"], a.anchor)
-    if a.plot:
-        data["plots"] = [repo_relative(p) for p in plot_curves(data["curves"], a.plots, a.out.stem)]
-    save_results(a.out, data)
-    return data
+    data["last_run_seconds"] = round(time.perf_counter() - t_start, 1)
+    data["sweep_seconds"] = round(data.get("sweep_seconds", 0.0) + data["last_run_seconds"], 1)
 
 
 def repo_relative(path: Path) -> str:
@@ -591,7 +608,7 @@ def main(argv=None) -> int:
         return 1
     failed = [p for p in data["points"] if "error" in p]
     if not a.quiet:
-        print(f"rd: wrote {a.out} ({len(data['points'])} points, {len(failed)} failed) in {data['sweep_seconds']} s",
+        print(f"rd: wrote {a.out} ({len(data['points'])} points, {len(failed)} failed) in {data['last_run_seconds']} s",
               file=sys.stderr)
     return 0
 

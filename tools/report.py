@@ -121,9 +121,11 @@ RD_ORDER = ["psnr-y", "psnr-rgb", "ms-ssim", "vmaf", "lpips"]
 
 def rd_section(path: Path, data: dict, out: Path) -> list[str]:
     s = data.get("settings", {})
+    commands = data.get("commands") or [data.get("command", "?")]
     lines = [f"## Rate–distortion: `{_rel(path, out)}`", "",
-             "Command:", "", "```", data.get("command", "?"), "```", ""]
-    lines += [f"{len(data.get('points', []))} points, sweep time {data.get('sweep_seconds', '?')} s (this run). "
+             "Command" + ("s, in order (each run skips the points already in the JSON):" if len(commands) > 1 else ":"),
+             "", "```", *commands, "```", ""]
+    lines += [f"{len(data.get('points', []))} points, measured in {data.get('sweep_seconds', '?')} s in all. "
               f"Frames per clip: {s.get('frames')}, size: `{s.get('size')}`, GVC priors: "
               f"{', '.join(f'`{k}` = `{v}`' for k, v in s.get('priors', {}).items()) or 'none'}, "
               f"GVC steps: {s.get('steps')}, device: {s.get('device')}. "
