@@ -58,7 +58,12 @@ _LAYOUT = {
     "yuv444p10le": (0, 0, 2, 3),
     "gray10le": (0, 0, 2, 1),
 }
-SUPPORTED_INPUT_PIX_FMTS = frozenset(_LAYOUT)
+# Decoded files (not y4m) may also come in RGB / palette / semi-planar layouts (PNG, RGB video, hardware
+# decoders): swscale converts them to RGB like the rest; alpha is dropped.
+_CONTAINER_ONLY_PIX_FMTS = frozenset(
+    {"rgb24", "bgr24", "rgba", "bgra", "argb", "abgr", "rgb0", "bgr0", "0rgb", "0bgr", "gbrp", "pal8", "nv12", "nv21"}
+)
+SUPPORTED_INPUT_PIX_FMTS = frozenset(_LAYOUT) | _CONTAINER_ONLY_PIX_FMTS
 WRITER_PIX_FMTS = frozenset(
     {"yuv420p", "yuv422p", "yuv444p", "gray", "yuv420p10le", "yuv422p10le", "yuv444p10le", "gray10le"}
 )

@@ -546,3 +546,23 @@ def test_odd_size_420_y4m_and_mp4_round_trip(tmp_path, clip, ffmpeg):
             assert r.info.fps == Fraction(30000, 1001)
         assert len(got) == 3 and got[0].shape == (143, 175, 3)
         assert psnr(got[0], frames[0]) > 30, name
+
+
+@pytest.mark.parametrize("pix_fmt, codec, ext", [("rgb24", "png", "png"), ("rgb24", "ffv1", "mkv"),
+                                                 ("bgra", "png", "mov"), ("nv12", "rawvideo", "nut")])
+def test_rgb_and_other_decoded_formats_are_read(tmp_path, clip, ffmpeg, pix_fmt, codec, ext):
+    """'Any ffmpeg-decodable input': RGB, alpha and semi-planar files convert to RGB (PNG exactly)."""
+    out = tmp_path / f"x.{ext}"
+    run_ffmpeg(["-i", str(clip("carphone_176x144.mp4")), "-frames:v", "1" if ext == "png" else "3",
+                "-pix_fmt", pix_fmt, "-c:v", codec, "-y", str(out)])
+    with VideoReader(out) as r:
+        frames = list(r)
+        # (the encoder may store another layout: ffv1 keeps rgb24 as bgr0, png keeps bgra as rgba)
+        assert r.info.pix_fmt[:2] == pix_fmt[:2] or r.info.pix_fmt in ("bgr0", "rgba")
+        assert (r.info.width, r.info.height) == (176, 144)
+    assert frames and frames[0].shape == (144, 176, 3)
+    if pix_fmt.startswith(("rgb", "bgr")):
+        import av
+        with av.open(str(out)) as c:
+            ref = next(c.decode(video=0)).to_ndarray(format="rgb24")
+        assert np.array_equal(frames[0], ref)
