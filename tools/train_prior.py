@@ -161,6 +161,15 @@ def load_checkpoint(path: Path, model, opt) -> tuple[int, dict]:
     return step, json.loads(meta.get("extra", "{}"))
 
 
+def init_weights(model, folder: Path) -> None:
+    """Start from an exported model's weights (e.g. the shipped one), with a fresh optimiser."""
+    from safetensors.torch import load_file
+
+    sd = load_file(str(folder / "diffusion_pytorch_model.safetensors"))
+    model.load_state_dict({k: v.float() for k, v in sd.items()})
+    print(f"initialised from {folder}", flush=True)
+
+
 class RunState:
     """RUN/state.json: seconds of accelerator time and steps per stage, summed over every run."""
 
@@ -216,6 +225,8 @@ def train_vae(args, bank: ClipBank, run: Path, device, state: RunState):
     if args.resume and ckpt.exists():
         step, _ = load_checkpoint(ckpt, vae, opt)
         print(f"vae: resumed at step {step}", flush=True)
+    elif args.init_from:
+        init_weights(vae, args.init_from / "vae")
     budget = args.vae_minutes * 60
     if budget <= 0:
         return vae
@@ -345,6 +356,8 @@ def train_flow(args, vae, bank: ClipBank, holdout: ClipBank | None, run: Path, d
     if args.resume and ckpt.exists():
         step, _ = load_checkpoint(ckpt, transformer, opt)
         print(f"flow: resumed at step {step}", flush=True)
+    elif args.init_from:
+        init_weights(transformer, args.init_from / "transformer")
     budget = args.flow_minutes * 60
     gen = torch.Generator().manual_seed(args.seed + step)
     amp = device.type == "cuda"
@@ -444,6 +457,7 @@ def main(argv=None) -> int:
     t.add_argument("--holdout", type=Path, nargs="*", default=[], help="clips for the validation loss only")
     t.add_argument("--run", type=Path, required=True, help="run folder: checkpoints, log.jsonl, state.json")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoints in --run")
+    t.add_argument("--init-from", type=Path, help="start from the weights of an exported folder (no checkpoint)")
     t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--vae-minutes", type=float, default=3.5)
