@@ -210,8 +210,8 @@ def test_odd_size_and_frame_count_keep_geometry_and_rate(tmp_path, clip, ffmpeg)
                             "-vf", "scale=175:143", "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", "-"],
                            stdout=subprocess.PIPE)
     out, recon, stats = tmp_path / "odd.mkv", tmp_path / "recon.y4m", tmp_path / "s.json"
-    enc = run(PIPE + ["encode", "-o", str(out), "--recon", str(recon), "--stats-json", str(stats)] + FAST,
-              stdin=src.stdout)
+    enc = run(PIPE + ["encode", "-o", str(out), "--recon", str(recon), "--stats-json", str(stats), "--prior", "analytic"]
+              + FAST, stdin=src.stdout)
     src.wait()
     assert enc.returncode == 0, enc.stderr.decode()
     s = json.loads(stats.read_text())
@@ -223,8 +223,4 @@ def test_odd_size_and_frame_count_keep_geometry_and_rate(tmp_path, clip, ffmpeg)
     assert dec.read_bytes().startswith(b"YUV4MPEG2 W175 H143 F30000:1001")
     a, b = frames_of(dec), frames_of(recon)
     assert len(a) == len(b) == 10 and all(np.array_equal(x, y) for x, y in zip(a, b))
-    mp4 = tmp_path / "d.mp4"
-    assert run(GVC + ["decode", str(out), "-o", str(mp4), "-q"]).returncode == 0
-    with VideoReader(str(mp4)) as r:
-        assert (r.info.width, r.info.height) == (175, 143) and str(r.info.fps) == "30000/1001"
-        assert len(list(r)) == 10
+    # (odd-sized .mp4 output is covered by tests/test_video_io.py::test_odd_size_420_y4m_and_mp4_round_trip)
