@@ -178,9 +178,10 @@ class RunState:
         self.data = json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def add(self, stage: str, seconds: float, steps: int, device: str) -> None:
+        """Record one run of a stage: `steps` optimiser steps taken in this run."""
         s = self.data.setdefault(stage, {"seconds": 0.0, "steps": 0, "runs": 0, "devices": []})
         s["seconds"] += seconds
-        s["steps"] = steps
+        s["steps"] += steps
         s["runs"] += 1
         if device not in s["devices"]:
             s["devices"].append(device)
@@ -221,9 +222,10 @@ def train_vae(args, bank: ClipBank, run: Path, device, state: RunState):
     vae = build_vae().to(device).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0, betas=(0.9, 0.99))
     ckpt = run / "vae.safetensors"
-    step = 0
+    step = start = 0
     if args.resume and ckpt.exists():
         step, _ = load_checkpoint(ckpt, vae, opt)
+        start = step
         print(f"vae: resumed at step {step}", flush=True)
     elif args.init_from:
         init_weights(vae, args.init_from / "vae")
@@ -251,7 +253,7 @@ def train_vae(args, bank: ClipBank, run: Path, device, state: RunState):
             save_checkpoint(ckpt, vae, opt, step)
             last_save = time.time()
     save_checkpoint(ckpt, vae, opt, step)
-    state.add("vae", time.time() - t0, step, str(device))
+    state.add("vae", time.time() - t0, step - start, str(device))
     return vae
 
 
@@ -352,9 +354,10 @@ def train_flow(args, vae, bank: ClipBank, holdout: ClipBank | None, run: Path, d
     transformer = build_transformer().to(device).train()
     opt = torch.optim.AdamW(transformer.parameters(), lr=args.flow_lr, weight_decay=0.01, betas=(0.9, 0.99))
     ckpt = run / "transformer.safetensors"
-    step = 0
+    step = start = 0
     if args.resume and ckpt.exists():
         step, _ = load_checkpoint(ckpt, transformer, opt)
+        start = step
         print(f"flow: resumed at step {step}", flush=True)
     elif args.init_from:
         init_weights(transformer, args.init_from / "transformer")
@@ -383,7 +386,7 @@ def train_flow(args, vae, bank: ClipBank, holdout: ClipBank | None, run: Path, d
             save_checkpoint(ckpt, transformer, opt, step)
             last_save = time.time()
     save_checkpoint(ckpt, transformer, opt, step)
-    state.add("flow", time.time() - t0, step, str(device))
+    state.add("flow", time.time() - t0, step - start, str(device))
     return transformer
 
 
