@@ -125,7 +125,9 @@ def encode_stream(reader, out_path, config: CodecConfig, *, prior="default", dev
 
 
 def _settings_string(c: CodecConfig, prior: str, target_kbps) -> str:
-    s = f"mode={c.mode} quality={c.quality} prior={prior} steps={c.steps} gamma={c.gamma} shift={c.shift} gop={c.gop_length} seed={c.seed}"
+    s = (f"mode={c.mode} quality={c.quality} m_tail={c.m_tail} prior={prior} steps={c.steps} ode_tail={c.ode_tail} "
+         f"gamma={c.gamma} shift={c.shift} gop={c.gop_length} seed={c.seed} residual_step={c.residual_step} "
+         f"anchor_codec={c.anchor_codec if c.anchor_codec is not None else 'default'} anchor_quality={c.anchor_quality}")
     return s + (f" target_kbps={target_kbps}" if target_kbps else "")
 
 
@@ -197,7 +199,7 @@ def decode_stream(in_path, writer_factory, *, prior=None, device="cpu", quiet=Fa
         try:
             for unit in reader.units():
                 if isinstance(unit, BitstreamError):
-                    problems.append(f"damaged unit after GOP {expected - 1}: {unit}")
+                    problems.append(f"damaged unit {'before GOP 0' if expected == 0 else f'after GOP {expected - 1}'}: {unit}")
                     continue
                 while expected < unit.gop_index:
                     problems.append(f"GOP {expected} missing: concealed")
