@@ -49,7 +49,7 @@ def test_training_resumes_and_exports(clips, tmp_path, monkeypatch):
     assert second["vae"]["steps"] > first["vae"]["steps"]
     assert second["flow"]["seconds"] > first["flow"]["seconds"]
     rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
-    assert {r["stage"] for r in rows} <= {"vae", "flow"}
+    assert {r["stage"] for r in rows} == {"vae", "flow"}  # each run logs its last loss at least
 
     # the export is a Diffusers folder that the codec's Wan adapter loads, unconditional runs included
     monkeypatch.setattr(train_prior, "VAE_CONFIG", dict(train_prior.VAE_CONFIG, **TINY_VAE))

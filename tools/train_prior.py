@@ -218,43 +218,62 @@ def vae_loss(vae, x: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, dict
     return l1 + mse + kl_weight * kl, {"mse": mse.item(), "kl": kl.item(), "psnr": psnr}
 
 
+def run_stage(stage: str, model, opt, args, run: Path, device, state: RunState, *, minutes: float, lr: float,
+              warmup_s: float, loss_fn, log_every: int, on_log=None):
+    """The training loop both stages share: resume or initialise, train for `minutes` of wall time with the
+    schedule of :func:`lr_at`, log every `log_every` steps, checkpoint every 2 minutes and at the end.
+
+    ``loss_fn(step)`` returns (loss, dict of floats to log); ``on_log(step)`` may add entries to a log row."""
+    ckpt = run / f"{'vae' if stage == 'vae' else 'transformer'}.safetensors"
+    step = start = 0
+    if args.resume and ckpt.exists():
+        step = start = load_checkpoint(ckpt, model, opt)[0]
+        print(f"{stage}: resumed at step {step}", flush=True)
+    elif args.init_from:
+        init_weights(model, args.init_from / ("vae" if stage == "vae" else "transformer"))
+    budget = minutes * 60
+    if budget <= 0:
+        return model
+    amp = device.type == "cuda"
+    t0 = last_save = time.time()
+    def report(elapsed, loss, parts):
+        row = {"stage": stage, "step": step, "t": round(elapsed, 1), "loss": loss.item(), **parts,
+               **(on_log(step) if on_log else {})}
+        log(run, **row)
+        print(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+
+    while (elapsed := time.time() - t0) < budget:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(elapsed, budget, lr, min(warmup_s, budget * 0.1))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss, parts = loss_fn(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % log_every == 0:
+            report(elapsed, loss, parts)
+        if time.time() - last_save > 120:
+            save_checkpoint(ckpt, model, opt, step)
+            last_save = time.time()
+    if step > start and step % log_every:
+        report(elapsed, loss, parts)  # the stage's last loss is always in the log
+    save_checkpoint(ckpt, model, opt, step)
+    state.add(stage, time.time() - t0, step - start, str(device))
+    return model
+
+
 def train_vae(args, bank: ClipBank, run: Path, device, state: RunState):
     vae = build_vae().to(device).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0, betas=(0.9, 0.99))
-    ckpt = run / "vae.safetensors"
-    step = start = 0
-    if args.resume and ckpt.exists():
-        step, _ = load_checkpoint(ckpt, vae, opt)
-        start = step
-        print(f"vae: resumed at step {step}", flush=True)
-    elif args.init_from:
-        init_weights(vae, args.init_from / "vae")
-    budget = args.vae_minutes * 60
-    if budget <= 0:
-        return vae
-    rng = random.Random(args.seed * 7919 + step)
-    t0 = last_save = time.time()
-    amp = device.type == "cuda"
-    while (elapsed := time.time() - t0) < budget:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(elapsed, budget, args.vae_lr, min(30.0, budget * 0.1))
-        x = bank.batch(args.vae_batch, args.vae_frames, args.vae_crop, rng)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss, parts = vae_loss(vae, x, args.kl_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        step += 1
-        if step % 25 == 0:
-            log(run, stage="vae", step=step, t=round(elapsed, 1), loss=loss.item(), **parts)
-            print(f"vae {step} {elapsed:.0f}s loss {loss.item():.4f} psnr {parts['psnr']:.2f}", flush=True)
-        if time.time() - last_save > 120:
-            save_checkpoint(ckpt, vae, opt, step)
-            last_save = time.time()
-    save_checkpoint(ckpt, vae, opt, step)
-    state.add("vae", time.time() - t0, step - start, str(device))
-    return vae
+    rng = random.Random(args.seed * 7919 + args.resume)
+
+    def loss_fn(step):
+        return vae_loss(vae, bank.batch(args.vae_batch, args.vae_frames, args.vae_crop, rng), args.kl_weight)
+
+    return run_stage("vae", vae, opt, args, run, device, state, minutes=args.vae_minutes, lr=args.vae_lr,
+                     warmup_s=30.0, loss_fn=loss_fn, log_every=25)
 
 
 @torch.no_grad()
@@ -353,41 +372,18 @@ def train_flow(args, vae, bank: ClipBank, holdout: ClipBank | None, run: Path, d
     print(f"flow: {data.x0.shape[0]} examples {tuple(data.x0.shape[1:])} encoded in {time.time() - t_enc:.0f}s", flush=True)
     transformer = build_transformer().to(device).train()
     opt = torch.optim.AdamW(transformer.parameters(), lr=args.flow_lr, weight_decay=0.01, betas=(0.9, 0.99))
-    ckpt = run / "transformer.safetensors"
-    step = start = 0
-    if args.resume and ckpt.exists():
-        step, _ = load_checkpoint(ckpt, transformer, opt)
-        start = step
-        print(f"flow: resumed at step {step}", flush=True)
-    elif args.init_from:
-        init_weights(transformer, args.init_from / "transformer")
-    budget = args.flow_minutes * 60
-    gen = torch.Generator().manual_seed(args.seed + step)
+    gen = torch.Generator().manual_seed(args.seed + args.resume)
     amp = device.type == "cuda"
-    t0 = last_save = time.time()
-    while (elapsed := time.time() - t0) < budget:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(elapsed, budget, args.flow_lr, min(20.0, budget * 0.1))
+
+    def loss_fn(step):
         x0, y = data.batch(args.flow_batch, gen)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = flow_loss(transformer, x0, y, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
-        opt.step()
-        step += 1
-        if step % 50 == 0:
-            row = {"stage": "flow", "step": step, "t": round(elapsed, 1), "loss": loss.item()}
-            if val is not None and step % 250 == 0:
-                row["val_loss"] = validation_loss(transformer, val, amp, device)
-            log(run, **row)
-            print(f"flow {step} {elapsed:.0f}s loss {loss.item():.4f} {row.get('val_loss', '')}", flush=True)
-        if time.time() - last_save > 120:
-            save_checkpoint(ckpt, transformer, opt, step)
-            last_save = time.time()
-    save_checkpoint(ckpt, transformer, opt, step)
-    state.add("flow", time.time() - t0, step - start, str(device))
-    return transformer
+        return flow_loss(transformer, x0, y, gen), {}
+
+    def on_log(step):
+        return {"val_loss": validation_loss(transformer, val, amp, device)} if val is not None and step % 250 == 0 else {}
+
+    return run_stage("flow", transformer, opt, args, run, device, state, minutes=args.flow_minutes, lr=args.flow_lr,
+                     warmup_s=20.0, loss_fn=loss_fn, log_every=50, on_log=on_log)
 
 
 @torch.no_grad()
