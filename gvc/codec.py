@@ -123,6 +123,14 @@ def make_header(prior: FlowPrior, config: CodecConfig, width: int, height: int, 
     ).validate()
 
 
+def check_device(prior: FlowPrior, device: torch.device) -> None:
+    """The prior must live where the codec runs (a raw torch device-mismatch error otherwise)."""
+    where = getattr(prior, "device", None)
+    if where is not None and torch.device(where).type != device.type:
+        raise ParameterError(f"prior {prior.name} is on {torch.device(where).type}, the codec runs on {device.type}: "
+                             f"load it with device={device.type!r}")
+
+
 def check_prior(prior: FlowPrior, header: SequenceHeader) -> None:
     g = prior.geometry
     if prior.weights_sha256() != header.prior_sha256:
@@ -138,6 +146,7 @@ class Encoder:
                  frame_count: int | None = None, device: str | torch.device = "cpu"):
         """frame_count may be None (a pipe of unknown length): the header then says 0 = unknown."""
         self.prior, self.config, self.device = prior, config, torch.device(device)
+        check_device(prior, self.device)
         self.header = make_header(prior, config, width, height, fps, frame_count)
         self._last_output: np.ndarray | None = None  # I2V chaining / FLF2V boundary anchor
         self._searches: dict[tuple[int, int], CodebookSearch] = {}
@@ -241,6 +250,7 @@ class Decoder:
     def __init__(self, prior: FlowPrior, header: SequenceHeader, device: str | torch.device = "cpu"):
         check_prior(prior, header)
         self.prior, self.header, self.device = prior, header, torch.device(device)
+        check_device(prior, self.device)
         self._last_output: np.ndarray | None = None
 
     def plan(self, index: int, real_frames: int) -> GopPlan:

@@ -89,6 +89,11 @@ def test_bad_parameters_get_clear_errors(frames, kw, msg):
         encode_all(frames[:3], CodecConfig(**kw))
 
 
+def test_prior_on_another_device_is_a_clear_error():
+    with pytest.raises(ParameterError, match="prior analytic-v1 is on cpu, the codec runs on cuda"):
+        Encoder(AnalyticPrior(), CodecConfig(), width=64, height=48, fps=25, device="cuda")
+
+
 def test_unknown_prior():
     with pytest.raises(ParameterError, match="unknown prior"):
         load_prior("no-such-prior")
