@@ -36,6 +36,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from gvc.priors.wan import anchor_mask
+
 VAE_CONFIG = dict(
     base_dim=16, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1, attn_scales=[],
     temperal_downsample=[False, True, True], dropout=0.0,
@@ -295,16 +297,6 @@ def build_transformer(config: dict | None = None):
     return WanTransformer3DModel(**(config or TRANSFORMER_CONFIG))
 
 
-def condition_mask(frames: int, f_lat: int, h: int, w: int, first: bool, last: bool, stride: int = 4) -> torch.Tensor:
-    """Wan's anchor mask folded to [stride, F_lat, h, w] (as gvc.priors.wan.WanPrior._mask)."""
-    per_frame = torch.zeros(frames)
-    per_frame[0] = float(first)
-    per_frame[-1] = max(per_frame[-1].item(), float(last))
-    padded = torch.cat([per_frame[:1].repeat(stride), per_frame[1:]])
-    folded = padded.view(-1, stride).t()
-    return folded[:, :, None, None].expand(stride, f_lat, h, w)
-
-
 class LatentBank:
     """Precomputed flow-training examples: x0 and the three conditioning variants' y, normalised."""
 
@@ -325,8 +317,9 @@ class LatentBank:
                 fls.append(self.encode(vae, cfl))
             self.none = self.encode(vae, torch.zeros_like(x[:1]))[0]
         self.x0, self.first, self.first_last = torch.cat(x0s), torch.cat(firsts), torch.cat(fls)
-        _, _, f_lat, h, w = self.x0.shape
-        self.masks = {k: condition_mask(33, f_lat, h, w, k != "none", k == "first_last").to(dev)
+        h, w = self.x0.shape[-2:]
+        # the mask exactly as the codec builds it at coding time
+        self.masks = {k: anchor_mask(33, h, w, k != "none", k == "first_last", 4).to(dev)
                       for k in CONDITION_DROP}
 
     def encode(self, vae, x: torch.Tensor) -> torch.Tensor:

@@ -82,6 +82,17 @@ def _safetensors_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.safetensors") if p.is_file())
 
 
+def anchor_mask(frames: int, h: int, w: int, has_first: bool, has_last: bool, stride: int) -> torch.Tensor:
+    """Anchor mask folded to [stride, F_lat, h, w] exactly as WanImageToVideoPipeline does (training uses it too)."""
+    per_frame = torch.zeros(frames)
+    per_frame[0] = float(has_first)
+    if has_last:
+        per_frame[-1] = 1.0
+    padded = torch.cat([per_frame[:1].repeat(stride), per_frame[1:]])  # F + stride - 1 = stride * F_lat entries
+    folded = padded.view(-1, stride).t()  # [stride, F_lat]: channel j of latent frame k = padded[stride*k + j]
+    return folded[:, :, None, None].expand(stride, folded.shape[1], h, w).contiguous()
+
+
 class WanPrior:
     """FlowPrior over Wan2.1 (T2V, I2V or FLF2V), float32 by default; see the module docstring."""
 
@@ -369,17 +380,6 @@ class WanPrior:
         out = self.image_encoder(pixel_values=pixels.to(self.device, self.image_encoder.dtype), output_hidden_states=True)
         return out.hidden_states[-2].float()  # [n_images, tokens, image_dim]
 
-    def _mask(self, frames: int, h: int, w: int, has_first: bool, has_last: bool) -> torch.Tensor:
-        """Anchor mask folded to [temporal_stride, F_lat, h, w] exactly as WanImageToVideoPipeline does."""
-        s = self.temporal_stride
-        per_frame = torch.zeros(frames)
-        per_frame[0] = float(has_first)
-        if has_last:
-            per_frame[-1] = 1.0
-        padded = torch.cat([per_frame[:1].repeat(s), per_frame[1:]])  # F + s - 1 = s * F_lat entries
-        folded = padded.view(-1, s).t()  # [s, F_lat]: channel j of latent frame k = padded[s*k + j]
-        return folded[:, :, None, None].expand(s, folded.shape[1], h, w).contiguous()
-
     def condition(self, cond: Conditioning, latent_shape: tuple[int, ...]) -> Conditioning:
         """Prepare prompt embeddings and (I2V/FLF2V) y / CLIP features for latents of ``latent_shape``.
 
@@ -418,7 +418,7 @@ class WanPrior:
             if last is not None:
                 video[:, -1] = last.float().cpu() * 2 - 1
             latent_condition = self._vae_encode(video).cpu()
-            y = torch.cat([self._mask(frames, h, w, first is not None, last is not None), latent_condition], dim=0)
+            y = torch.cat([anchor_mask(frames, h, w, first is not None, last is not None, self.temporal_stride), latent_condition], dim=0)
             if self.uses_clip:
                 image_embeds = self._clip_embeds(anchors).cpu()
         cond.extra[_EXTRA_KEY] = {
@@ -559,4 +559,4 @@ def _load(cls, path: Path, dtype):
         raise ParameterError(f"{path}: cannot load ({_first_line(e)})") from e
 
 
-__all__ = ["WanPrior", "WanLatentGeometry", "TEXT_LEN"]
+__all__ = ["WanPrior", "WanLatentGeometry", "TEXT_LEN", "anchor_mask"]
