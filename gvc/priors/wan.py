@@ -82,6 +82,28 @@ def _safetensors_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.safetensors") if p.is_file())
 
 
+def hash_folder_files(root: Path, subs: list[str]) -> bytes:
+    """SHA-256 over the *.safetensors and config.json files of ``root/sub`` for each sub, in relative-path
+    order, streamed 16 MiB at a time. A sub without safetensors is a ParameterError."""
+    files = []
+    for sub in subs:
+        found = _safetensors_files(root / sub)
+        if not found:
+            raise ParameterError(f"{root / sub}: no .safetensors weights to identify the prior")
+        files += found
+        if (root / sub / "config.json").is_file():
+            files.append(root / sub / "config.json")
+    files.sort(key=lambda p: p.relative_to(root).as_posix())
+    h = hashlib.sha256()
+    buf = bytearray(16 << 20)
+    view = memoryview(buf)
+    for path in files:
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(buf):
+                h.update(view[:n])
+    return h.digest()
+
+
 def anchor_mask(frames: int, h: int, w: int, has_first: bool, has_last: bool, stride: int) -> torch.Tensor:
     """Anchor mask folded to [stride, F_lat, h, w] exactly as WanImageToVideoPipeline does (training uses it too)."""
     per_frame = torch.zeros(frames)
@@ -253,23 +275,7 @@ class WanPrior:
         Computed once (streamed, 16 MiB at a time) and cached for the life of the object.
         """
         if self._sha is None:
-            files = []
-            for sub in self._used_components():
-                found = _safetensors_files(self.root / sub)
-                if not found:
-                    raise ParameterError(f"{self.root / sub}: no .safetensors weights to identify the prior")
-                files += found
-                if (self.root / sub / "config.json").is_file():
-                    files.append(self.root / sub / "config.json")
-            files.sort(key=lambda p: p.relative_to(self.root).as_posix())
-            h = hashlib.sha256()
-            buf = bytearray(16 << 20)
-            view = memoryview(buf)
-            for path in files:
-                with open(path, "rb", buffering=0) as f:
-                    while n := f.readinto(buf):
-                        h.update(view[:n])
-            self._sha = h.digest()
+            self._sha = hash_folder_files(self.root, self._used_components())
         return self._sha
 
     # ------------------------------------------------------------------ devices
