@@ -1,4 +1,4 @@
-"""GVC bitstream v1: the one place where the syntax lives; encoder and decoder both use it.
+"""GVC bitstream v2 (reads v1): the one place where the syntax lives; encoder and decoder both use it.
 
 A stream is a sequence of *units* (compare NAL units): a sequence header first, then one GOP unit per
 GOP. Every unit is framed the same way so a reader can skip a damaged unit and resynchronise:
@@ -25,7 +25,8 @@ from construct import this
 
 from gvc.errors import BitstreamError
 
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # v1 = v2 without codebook_span (implicitly 1)
 SYNC = b"GVCU"
 UNIT_PREFIX_BYTES = 9  # sync + type + length
 UNIT_OVERHEAD_BYTES = UNIT_PREFIX_BYTES + 4  # + CRC-32
@@ -89,6 +90,8 @@ SequenceHeaderSyntax = cs.Struct(
     "tail_latent_frames" / cs.Int8ub,
     "index_coding" / cs.Enum(cs.Int8ub, **INDEX_CODINGS),
     "entropy_coder" / cs.Enum(cs.Int8ub, **ENTROPY_CODERS),
+    # v2: latent frames per codebook set (0 = the whole GOP latent); absent in v1 streams, where it is 1
+    "codebook_span" / cs.If(this.version >= 2, cs.Int16ub),
 )
 
 AnchorSyntax = cs.Struct(
@@ -163,10 +166,14 @@ class SequenceHeader:
     index_coding: str = "combinatorial"
     entropy_coder: str = "ans-laplace"
     profile: int = 0
+    codebook_span: int = 1  # latent frames per codebook set; 0 = the whole GOP latent
     version: int = VERSION
 
     def validate(self) -> "SequenceHeader":
-        _check(self.version == VERSION, f"unsupported bitstream version {self.version} (this decoder reads {VERSION})")
+        _check(self.version in READABLE_VERSIONS,
+               f"unsupported bitstream version {self.version} (this decoder reads {', '.join(map(str, READABLE_VERSIONS))})")
+        _check(0 <= self.codebook_span <= MAX_GOP_LENGTH, f"codebook span {self.codebook_span} outside 0..{MAX_GOP_LENGTH}")
+        _check(self.version >= 2 or self.codebook_span == 1, "a v1 header cannot carry a codebook span other than 1")
         _check(self.mode in MODES, f"unknown mode {self.mode!r}")
         _check(16 <= self.width <= MAX_DIMENSION and 16 <= self.height <= MAX_DIMENSION,
                f"picture size {self.width}x{self.height} outside 16..{MAX_DIMENSION}")
@@ -197,6 +204,8 @@ class SequenceHeader:
         kw = {f.name: c[f.name] for f in fields(cls) if f.name != "fps"}
         for k in ("mode", "pixel_format", "color_range", "index_coding", "entropy_coder"):
             kw[k] = _enum_name(kw[k])
+        if kw["codebook_span"] is None:  # a v1 stream: one codebook per (step, latent frame)
+            kw["codebook_span"] = 1
         return cls(fps=Fraction(c.fps_num, c.fps_den), **kw).validate()
 
     @classmethod

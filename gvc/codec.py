@@ -48,14 +48,22 @@ def to_uint8(frames: torch.Tensor, height: int, width: int) -> list[np.ndarray]:
     return list(x.permute(0, 2, 3, 1).cpu().numpy())
 
 
-def atoms_per_set(header_m: int, m_tail: int, tail_frames: int, m_plus_steps: int, sde_steps: int, latent_frames: int) -> list[int]:
-    """M for every (SDE step, latent frame) set, step-major: the tail frames get M_tail, the first
-    `m_plus_steps` steps one atom more (the fine-grained part of the rate knob)."""
+def codebook_sets(latent_frames: int, span: int) -> list[tuple[int, int]]:
+    """Latent-frame ranges [a, b) of the codebook sets of a GOP: `span` frames each (0 = one set for all)."""
+    span = latent_frames if span == 0 else min(span, latent_frames)
+    return [(a, min(a + span, latent_frames)) for a in range(0, latent_frames, span)]
+
+
+def atoms_per_set(header_m: int, m_tail: int, tail_frames: int, m_plus_steps: int, sde_steps: int,
+                  sets: list[tuple[int, int]]) -> list[int]:
+    """M for every (SDE step, codebook set), step-major: a set holding any of the last `tail_frames` latent
+    frames gets M_tail, and the first `m_plus_steps` steps one atom more (the fine part of the rate knob)."""
+    latent_frames = sets[-1][1]
     ms = []
     for i in range(sde_steps):
         extra = 1 if i < m_plus_steps else 0
-        for j in range(latent_frames):
-            ms.append((m_tail if j >= latent_frames - tail_frames else header_m) + extra)
+        for a, b in sets:
+            ms.append((m_tail if b > latent_frames - tail_frames else header_m) + extra)
     return ms
 
 
@@ -76,7 +84,8 @@ class _GopContext:
         self.height, self.width = header.height, header.width
         self.ph, self.pw = -(-header.height // s) * s, -(-header.width // s) * s
         self.latent_shape = g.latent_shape(plan.length, self.ph, self.pw)
-        self.dim = self.latent_shape[0] * self.latent_shape[2] * self.latent_shape[3]
+        self.dim = self.latent_shape[0] * self.latent_shape[2] * self.latent_shape[3]  # of one latent frame
+        self.sets = codebook_sets(self.latent_shape[1], header.codebook_span)
         self.seed = gop_seed(header.seed, plan.index)
         self.sampler = SamplerConfig(header.steps, header.ode_tail, header.gamma, header.shift)
 
@@ -85,11 +94,25 @@ class _GopContext:
         z = [atoms(self.seed, INIT_NOISE_STEP, j, [0], self.dim, device=self.device)[0] for j in range(f)]
         return torch.stack(z).reshape(f, c, h, w).permute(1, 0, 2, 3).contiguous()
 
-    def frame_vec(self, x: torch.Tensor, j: int) -> torch.Tensor:
-        return x[:, j].reshape(-1)
+    def set_dim(self, j: int) -> int:
+        a, b = self.sets[j]
+        return (b - a) * self.dim
 
-    def set_frame(self, z: torch.Tensor, j: int, vec: torch.Tensor) -> None:
-        z[:, j] = vec.reshape(z.shape[0], z.shape[2], z.shape[3])
+    def set_vec(self, x: torch.Tensor, j: int) -> torch.Tensor:
+        """The latent frames of codebook set j as one vector, frame-major (one frame: x[:, a] flattened)."""
+        a, b = self.sets[j]
+        return x[:, a:b].transpose(0, 1).reshape(-1)
+
+    def put_set(self, z: torch.Tensor, j: int, vec: torch.Tensor) -> None:
+        a, b = self.sets[j]
+        z[:, a:b] = vec.reshape(b - a, z.shape[0], z.shape[2], z.shape[3]).transpose(0, 1)
+
+    def noise_from_sets(self, step: int, chosen) -> torch.Tensor:
+        """z for SDE step `step` from the chosen (indices, signs) of each of its sets (both sides use this)."""
+        z = torch.empty(self.latent_shape, dtype=torch.float32, device=self.device)
+        for j, (idx, sgn) in enumerate(chosen):
+            self.put_set(z, j, combine(self.seed, step, j, idx, sgn, self.set_dim(j), device=self.device))
+        return z
 
     def conditioning(self, first: np.ndarray | None, last: np.ndarray | None, prompt: str) -> Conditioning:
         s = self.prior.geometry.spatial_stride
@@ -120,6 +143,7 @@ def make_header(prior: FlowPrior, config: CodecConfig, width: int, height: int, 
         temporal_stride=g.temporal_stride, steps=config.steps, ode_tail=config.ode_tail, gamma=config.gamma,
         shift=config.shift, seed=config.seed, codebook_k=codebook_size(config.quality), codebook_m=config.quality,
         codebook_m_tail=config.m_tail, tail_latent_frames=config.tail_latent_frames if config.mode == "i2v" else 0,
+        codebook_span=config.codebook_span if config.codebook_span is not None else getattr(prior, "codebook_span", 1),
     ).validate()
 
 
@@ -184,21 +208,19 @@ class Encoder:
             last = anchor_codec.decode_anchor(cid, data)
         cond = ctx.conditioning(first, last, cfg.prompt)
 
-        f_lat = ctx.latent_shape[1]
+        n_sets = len(ctx.sets)
         tail = h.tail_latent_frames if cfg.mode == "i2v" else 0
-        ms = atoms_per_set(m, m_tail, tail, m_plus_steps, ctx.sampler.sde_steps, f_lat)
-        search = self._search(k, ctx.dim)
+        ms = atoms_per_set(m, m_tail, tail, m_plus_steps, ctx.sampler.sde_steps, ctx.sets)
         chosen: list[tuple[list[int], list[bool]]] = []
 
         def noise(step: int, x: torch.Tensor, u: torch.Tensor, t: float) -> torch.Tensor:
-            x0_hat = x - t * u
-            z = torch.empty_like(x)
-            for j in range(f_lat):
-                r = ctx.frame_vec(x0 - x0_hat, j)
-                idx, sgn = search.topm(r, ctx.seed, step, j, ms[step * f_lat + j])
-                chosen.append((idx.tolist(), sgn.tolist()))
-                ctx.set_frame(z, j, combine(ctx.seed, step, j, idx, sgn, ctx.dim, device=self.device))
-            return z
+            r = x0 - (x - t * u)  # what the clean-latent estimate x̂0 still misses
+            picks = []
+            for j in range(n_sets):
+                search = self._search(k, ctx.set_dim(j))
+                picks.append(search.topm(ctx.set_vec(r, j), ctx.seed, step, j, ms[step * n_sets + j]))
+            chosen.extend((idx.tolist(), sgn.tolist()) for idx, sgn in picks)
+            return ctx.noise_from_sets(step, picks)
 
         x = sample(self.prior, ctx.initial_noise(), cond, ctx.sampler, noise, progress)
         residual = None
@@ -273,17 +295,14 @@ class Decoder:
             if last is None:
                 raise BitstreamError(f"GOP {plan.index} lacks its last anchor")
         cond = ctx.conditioning(first, last, unit.prompt or "")
-        f_lat = ctx.latent_shape[1]
+        n_sets = len(ctx.sets)
         ms = atoms_per_set(unit.codebook_m, unit.codebook_m_tail, h.tail_latent_frames, unit.m_plus_steps,
-                           ctx.sampler.sde_steps, f_lat)
+                           ctx.sampler.sde_steps, ctx.sets)
         sets = unpack_index_sets(unit.indices, unit.codebook_k, ms)
 
         def noise(step: int, x: torch.Tensor, u: torch.Tensor, t: float) -> torch.Tensor:
-            z = torch.empty_like(x)
-            for j in range(f_lat):
-                idx, sgn = sets[step * f_lat + j]
-                ctx.set_frame(z, j, combine(ctx.seed, step, j, torch.tensor(idx), torch.tensor(sgn), ctx.dim, device=self.device))
-            return z
+            picks = sets[step * n_sets:(step + 1) * n_sets]
+            return ctx.noise_from_sets(step, [(torch.tensor(i), torch.tensor(g)) for i, g in picks])
 
         x = sample(self.prior, ctx.initial_noise(), cond, ctx.sampler, noise, progress)
         if unit.residual is not None:

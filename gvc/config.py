@@ -36,6 +36,7 @@ class CodecConfig:
     anchor_codec: str | int | None = None  # None = the default of gvc.anchors
     anchor_quality: float = 50.0
     prompt: str = ""
+    codebook_span: int | None = None  # latent frames per codebook set, 0 = whole GOP; None = the prior's default
 
     def validate(self) -> "CodecConfig":
         if self.mode not in MODES:
@@ -54,6 +55,8 @@ class CodecConfig:
             raise ParameterError(f"residual step must be in [0.001, 100], got {self.residual_step}")
         if not 0 <= self.anchor_quality <= 100:
             raise ParameterError(f"anchor quality must be in 0..100, got {self.anchor_quality}")
+        if self.codebook_span is not None and not 0 <= self.codebook_span <= 1025:
+            raise ParameterError(f"codebook span must be in 0..1025 (0 = whole GOP), got {self.codebook_span}")
         if len(self.prompt.encode()) > 4096:
             raise ParameterError("prompt longer than 4096 bytes")
         return self

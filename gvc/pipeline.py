@@ -149,7 +149,8 @@ class _RateController:
         if latent_frames not in self._options:
             cfg, h = self.enc.config, self.enc.header
             tail = h.tail_latent_frames if cfg.mode == "i2v" else 0
-            self._options[latent_frames] = settings(h.steps - h.ode_tail, latent_frames, tail, lambda m: tail_atoms(cfg, m))
+            self._options[latent_frames] = settings(h.steps - h.ode_tail, latent_frames, tail, lambda m: tail_atoms(cfg, m),
+                                                     h.codebook_span)
         return self._options[latent_frames]
 
     def _anchors_in(self, index: int) -> int:

@@ -29,17 +29,18 @@ class KnobSetting:
     bits: int
 
 
-def settings(sde_steps: int, latent_frames: int, tail_frames: int, tail_of) -> list[KnobSetting]:
+def settings(sde_steps: int, latent_frames: int, tail_frames: int, tail_of, span: int = 1) -> list[KnobSetting]:
     """Every (M, m_plus_steps) with its index bits, increasing in bits. `tail_of(m)` gives M_tail."""
-    from .codec import atoms_per_set
+    from .codec import atoms_per_set, codebook_sets
 
+    sets = codebook_sets(latent_frames, span)
     out = []
     for m in range(1, MAX_QUALITY):
         k = codebook_size(m)
         if m + 1 >= k:
             continue
         for plus in range(sde_steps + 1):
-            ms = atoms_per_set(m, tail_of(m), tail_frames, plus, sde_steps, latent_frames)
+            ms = atoms_per_set(m, tail_of(m), tail_frames, plus, sde_steps, sets)
             out.append(KnobSetting(m, plus, (index_bits(ms, k) + 7) // 8 * 8))
     return sorted(out, key=lambda s: s.bits)
 

@@ -31,6 +31,7 @@ def headers(draw):
         codebook_m=draw(st.integers(1, min(bs.MAX_M, k))), codebook_m_tail=draw(st.integers(1, min(bs.MAX_M, k))),
         tail_latent_frames=draw(st.integers(0, 4)), pixel_format=draw(st.sampled_from(list(bs.PIXEL_FORMATS))),
         color_range=draw(st.sampled_from(list(bs.COLOR_RANGES))), entropy_coder=draw(st.sampled_from(list(bs.ENTROPY_CODERS))),
+        codebook_span=draw(st.integers(0, bs.MAX_GOP_LENGTH)),
     )
 
 
@@ -169,3 +170,31 @@ def test_spec_document_mentions_every_limit():
     assert f"version` is {bs.VERSION}" in text
     for word in ("64 MiB", "8192", "1025", "2²⁰", "1024", "4096"):
         assert word in text
+
+
+def test_v1_header_reads_as_span_one_and_v2_carries_the_span():
+    v1 = _header()
+    v1.version = 1
+    data = v1.to_bytes()
+    back = bs.SequenceHeader.from_bytes(data)
+    assert back.version == 1 and back.codebook_span == 1 and back.to_bytes() == data  # remux keeps v1 bytes
+    for span in (0, 1, 4, 1025):
+        h = _header()
+        h.codebook_span = span
+        assert bs.SequenceHeader.from_bytes(h.to_bytes()).codebook_span == span
+    v1.codebook_span = 3
+    with pytest.raises(BitstreamError, match="v1 header"):
+        v1.to_bytes()
+
+
+def test_a_v1_stream_from_the_v1_encoder_still_decodes_to_the_same_frames(tmp_path):
+    import hashlib
+    from pathlib import Path
+
+    from gvc.cli import main
+
+    conf = Path(__file__).parent / "conformance"
+    out = tmp_path / "out.y4m"
+    assert main(["decode", str(conf / "v1_i2v_carphone.gvc"), "-o", str(out), "-q"]) == 0
+    expected = (conf / "v1_i2v_carphone.md5").read_text().split()[0]
+    assert hashlib.md5(out.read_bytes()).hexdigest() == expected

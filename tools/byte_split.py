@@ -198,7 +198,7 @@ def _block_body(data: bytes, start: int, end: int, simple: bool) -> tuple[int, b
 # ------------------------------------------------------------------------------------------- unit split
 def split_gop_unit(unit_bytes: bytes, header: bs.SequenceHeader) -> dict:
     """Bits of one GOP unit per category, from the parsed unit (sums to 8 * len(unit_bytes))."""
-    from gvc.codec import atoms_per_set
+    from gvc.codec import atoms_per_set, codebook_sets
     from gvc.entropy.combinatorial import combination_bits
     from gvc.gop import gop_plan
     from gvc.priors.base import LatentGeometry
@@ -208,7 +208,7 @@ def split_gop_unit(unit_bytes: bytes, header: bs.SequenceHeader) -> dict:
     plan = gop_plan(u.gop_index, u.frame_count, header.gop_length, header.gop_overlap, geom)
     f_lat = geom.latent_frames(plan.length)
     ms = atoms_per_set(u.codebook_m, u.codebook_m_tail, header.tail_latent_frames, u.m_plus_steps,
-                       header.steps - header.ode_tail, f_lat)
+                       header.steps - header.ode_tail, codebook_sets(f_lat, header.codebook_span))
     rank_bits = sum(combination_bits(u.codebook_k, m) for m in ms)
     sign_bits = sum(ms)
     pad_bits = 8 * len(u.indices) - rank_bits - sign_bits

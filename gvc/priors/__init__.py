@@ -33,18 +33,25 @@ def load_prior(name_or_path: str | None = "default", *, device="cpu", header=Non
         return _BUILTIN[name](device=device)
     shipped = model_dir(name)
     if shipped is not None:
-        from .wan import WanPrior
-
-        return WanPrior.from_pretrained(shipped, device=device)
+        return _from_folder(shipped, device)
     if name in MODELS:
         raise ParameterError(f"prior '{name}': its weights are missing from the installed package ({ZOO_DIR})")
     if os.path.isdir(name):
-        from .wan import WanPrior
-
-        return WanPrior.from_pretrained(name, device=device)
+        return _from_folder(name, device)
     if header is not None:
         raise ParameterError(f"stream needs prior '{name}': pass --prior PATH to its local weights folder")
     raise ParameterError(f"unknown prior '{name}' (builtin: {', '.join(available())}; or a local Wan folder)")
+
+
+def _from_folder(path, device) -> FlowPrior:
+    """A TAEF2-space prior (autoencoder/) or a Diffusers Wan2.1 folder (vae/)."""
+    from .tae import TaeFlowPrior, is_tae_folder
+
+    if is_tae_folder(path):
+        return TaeFlowPrior.from_pretrained(path, device=device)
+    from .wan import WanPrior
+
+    return WanPrior.from_pretrained(path, device=device)
 
 
 __all__ = ["AnalyticPrior", "Conditioning", "FlowPrior", "LatentGeometry", "load_prior", "available"]

@@ -1,7 +1,7 @@
 """Models shipped inside the package: a name -> a Diffusers folder beside this file.
 
-Each folder has the layout of the Wan2.1 Diffusers repositories (``vae/``, ``transformer/``: config.json +
-safetensors) plus ``gvc_prior.json``, the card that names the model in stream headers and lists the
+Each folder holds ``transformer/`` (a diffusers WanTransformer3DModel: config.json + safetensors), an
+autoencoder (``vae/``, Wan2.1's AutoencoderKLWan, for v1; ``autoencoder/``, TAEF2, for v2) and ``gvc_prior.json``, the card that names the model in stream headers and lists the
 conditionings it was trained for. ``docs/models.md`` describes how each was trained.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 ZOO_DIR = Path(__file__).resolve().parent
 
 # stream identifier (SequenceHeader.prior_id) -> folder under gvc/zoo/
-MODELS = {"gvc-wan-small-v1": "gvc_wan_small"}
+MODELS = {"gvc-wan-small-v1": "gvc_wan_small", "gvc-tae-small-v2": "gvc_tae_small"}
 
 
 def model_dir(name: str) -> Path | None:
@@ -21,7 +21,8 @@ def model_dir(name: str) -> Path | None:
     if sub is None:
         return None
     path = ZOO_DIR / sub
-    return path if (path / "transformer").is_dir() and (path / "vae").is_dir() else None
+    has_ae = (path / "vae").is_dir() or (path / "autoencoder").is_dir()
+    return path if (path / "transformer").is_dir() and has_ae else None
 
 
 __all__ = ["MODELS", "ZOO_DIR", "model_dir"]
