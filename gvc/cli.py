@@ -23,7 +23,9 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mode", choices=MODES, default="i2v",
                    help="t2v: indices only; i2v: coded first frame, GOPs chained (default); flf2v: first+last anchors")
     g.add_argument("--quality", type=int, default=8, metavar="M",
-                   help=f"atoms per step and latent frame, 1..{MAX_QUALITY}: the bitrate knob (default 8; K follows a fixed ladder)")
+                   help=f"atoms per step and codebook set, 1..{MAX_QUALITY}: the bitrate knob (default 8; K follows a fixed ladder)")
+    g.add_argument("--codebook-span", type=int, metavar="N",
+                   help="latent frames per codebook set, 0 = one set for the whole GOP (default: the prior's)")
     g.add_argument("--target-kbps", type=float, metavar="KBPS", help="choose the knob per GOP to hit this bitrate at the input's frame rate")
     g.add_argument("--prior", default="default", help="'default', 'analytic', or a local folder with Wan2.1 Diffusers weights")
     g.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -51,6 +53,7 @@ def config_from_args(a: argparse.Namespace) -> CodecConfig:
         mode=a.mode, quality=a.quality, gop_length=a.gop_length, steps=a.steps, ode_tail=a.ode_tail,
         gamma=a.gamma, shift=a.shift, seed=a.seed, prompt=a.prompt,
         residual_step=a.residual_step or None, anchor_quality=a.anchor_quality, anchor_codec=a.anchor_codec,
+        codebook_span=a.codebook_span,
     ).validate()
 
 

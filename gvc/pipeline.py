@@ -15,7 +15,7 @@ import numpy as np
 
 from container.bitstream import GopUnit, SequenceHeader, frame_hash
 from container.io import StreamReader, StreamWriter
-from ffmpeg_bridge.video_io import psnr
+from .metrics import psnr
 from . import __version__
 from .codec import Decoder, Encoder, GopResult, tail_atoms
 from .config import CodecConfig

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from container.bitstream import GopUnit
-from ffmpeg_bridge.video_io import VideoReader, psnr
+from ffmpeg_bridge.video_io import VideoReader
+from gvc.metrics import psnr
 from gvc.codec import Decoder, Encoder
 from gvc.config import CodecConfig, codebook_size
 from gvc.errors import ParameterError, PriorMismatchError

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from container.io import StreamReader
-from ffmpeg_bridge.video_io import VideoReader, psnr
+from ffmpeg_bridge.video_io import VideoReader
+from gvc.metrics import psnr
 from gvc.codec import Encoder
 from gvc.config import CodecConfig
 from gvc.priors import DEFAULT_PRIOR, load_prior

@@ -119,7 +119,7 @@ def _sync(device: str) -> None:
 
 
 def run_codec(frames, fps, mode, prior_name, device, quality, steps):
-    from ffmpeg_bridge.video_io import psnr
+    from gvc.metrics import psnr
     from gvc.codec import Decoder, Encoder
     from gvc.config import CodecConfig
     from gvc.gop import plan_gops
@@ -202,7 +202,7 @@ def codebook_throughput(device: str, size: tuple[int, int], quality: int, quick:
 
 def cross_device_check(prior: str, mode: str, quality: int, cuda_stream) -> dict:
     """Decode the CUDA-encoded stream on the CPU and compare it with the CUDA decode."""
-    from ffmpeg_bridge.video_io import psnr
+    from gvc.metrics import psnr
     from gvc.codec import Decoder
     from gvc.priors import load_prior
 

@@ -386,7 +386,7 @@ def encode(clip: str, out: str, mode: str, quality: int, args) -> dict:
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    from ffmpeg_bridge.video_io import psnr
+    from gvc.metrics import psnr
 
     return float(psnr(a, b))
 

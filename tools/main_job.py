@@ -33,7 +33,7 @@ def read_frames(path: str) -> list[np.ndarray]:
 
 def main(argv=None) -> int:
     from ffmpeg_bridge.ffmpeg import run_ffmpeg
-    from ffmpeg_bridge.video_io import psnr
+    from gvc.metrics import psnr
 
     p = argparse.ArgumentParser(prog="python -m tools.main_job", description=__doc__.splitlines()[0])
     p.add_argument("--clip", default=str(DEFAULT_CLIP))

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ffmpeg_bridge.ffmpeg import run_ffmpeg
-from ffmpeg_bridge.video_io import VideoReader, psnr
+from gvc.metrics import psnr
 from gvc.errors import InputError
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -31,6 +31,8 @@ PSNR_CAP = 100.0  # same cap as ffmpeg_bridge.video_io.psnr for identical frames
 
 
 def read_rgb(path: str | os.PathLike) -> list[np.ndarray]:
+    from ffmpeg_bridge.video_io import VideoReader
+
     with VideoReader(str(path)) as r:
         return list(r)
 

@@ -172,7 +172,7 @@ def prepare_source(clip: Path, frames: int, size_spec: str, work: Path) -> Sourc
 
 def point_key(p: dict) -> str:
     """What identifies a point for resuming: clip, codec, parameters, frame count and size."""
-    fields = ("clip", "codec", "prior", "param", "value", "preset", "steps", "frames", "size")
+    fields = ("clip", "codec", "prior", "param", "value", "preset", "steps", "frames", "size", "codebook_span")
     return json.dumps({k: p.get(k) for k in fields}, sort_keys=True)
 
 
@@ -184,7 +184,8 @@ def planned_points(sources: list[Source], args, prior_ids: dict[str, str]) -> li
             for mode in args.modes:
                 for q in args.qualities:
                     points.append({**base, "codec": f"gvc-{mode}", "mode": mode, "prior": prior_ids[prior],
-                                   "prior_arg": prior, "param": "quality", "value": q, "steps": args.steps})
+                                   "prior_arg": prior, "param": "quality", "value": q, "steps": args.steps,
+                                   **({"codebook_span": args.codebook_span} if args.codebook_span is not None else {})})
         for name in args.codecs:
             c = CLASSICAL[name]
             for v in args.params[name]:
@@ -200,7 +201,8 @@ def encode_gvc(src: Source, point: dict, work: Path, device: str) -> tuple[Path,
     parser = build_parser()
     enc = parser.parse_args(["encode", str(src.y4m), "-o", str(stream), "--mode", point["mode"],
                              "--quality", str(point["value"]), "--prior", point["prior_arg"],
-                             "--steps", str(point["steps"]), "--device", device, "-q"])
+                             "--steps", str(point["steps"]), "--device", device, "-q",
+                             *(["--codebook-span", str(point["codebook_span"])] if "codebook_span" in point else [])])
     t0 = time.perf_counter()
     run_encode(enc, enc.input)
     t1 = time.perf_counter()
@@ -455,6 +457,7 @@ def parse_args(argv):
     p.add_argument("--prior", dest="priors", default="default", help="prior(s), comma list (default: default)")
     p.add_argument("--steps", type=int, default=20, help="GVC sampling steps (default 20, the CLI's)")
     p.add_argument("--device", default="cpu", help="device GVC runs on (cpu or cuda)")
+    p.add_argument("--codebook-span", type=int, help="GVC latent frames per codebook set (default: the prior's)")
     p.add_argument("--codecs", default="x264,x265,vvc,av1", help="classical codecs, comma list; 'none' for none")
     p.add_argument("--params", action="append", default=[], metavar="CODEC=V,V,...",
                    help="CRF/QP values of one codec (repeatable), e.g. x265=32,37,42")

@@ -68,6 +68,8 @@ class TaeFlowPrior:
         self.geometry = WanLatentGeometry(channels=self.z_dim, spatial_stride=taef2.STRIDE * self.patch[1],
                                           temporal_stride=1, vae_stride=taef2.STRIDE)
         self.name = str(self.card.get("name") or self.root.resolve().name)[:32]
+        # latent frames per codebook set that this prior's streams use unless told otherwise (its card says)
+        self.codebook_span = int(self.card.get("codebook_span", 1))
         self._mean = torch.tensor(latents_mean, dtype=torch.float32).view(-1, 1, 1)
         self._inv_std = 1.0 / torch.tensor(latents_std, dtype=torch.float32).view(-1, 1, 1)
         self._sha: bytes | None = None
