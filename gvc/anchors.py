@@ -1,4 +1,4 @@
-"""Anchor-frame image coding for the I2V and FLF2V modes (METHOD.md §3).
+"""Anchor-frame image coding for the I2V and FLF2V modes (docs/method.md §3).
 
 Anchors are single RGB frames coded with an image codec that PyAV's bundled FFmpeg can both encode and decode
 in-process, so that a GVC stream is self-contained and decodes with PyAV alone.

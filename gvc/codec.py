@@ -1,4 +1,4 @@
-"""Encoder and decoder of GVC streams: T2V, I2V and FLF2V on any flow prior (METHOD.md §3).
+"""Encoder and decoder of GVC streams: T2V, I2V and FLF2V on any flow prior (docs/method.md §3).
 
 The encoder turns source frames into a :class:`SequenceHeader` and one :class:`GopUnit` per GOP, and
 keeps the reconstruction it implies; the decoder replays the same sampler with the recorded noise and

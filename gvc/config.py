@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from .errors import ParameterError
 
 # --quality is M, the atoms chosen per (SDE step, latent frame); the codebook size K follows this
-# ladder (METHOD.md §2: the reference sweeps (8, 256) ... (64, 16384) ... (256, 65536)).
+# ladder (docs/method.md §2: the reference sweeps (8, 256) ... (64, 16384) ... (256, 65536)).
 K_LADDER = ((1, 16), (2, 64), (4, 128), (8, 256), (16, 1024), (32, 4096), (64, 16384), (128, 32768), (256, 65536))
 MAX_QUALITY = 256
 MODES = ("t2v", "i2v", "flf2v")

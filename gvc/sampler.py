@@ -1,4 +1,4 @@
-"""The stochastic rectified-flow sampler shared by encoder and decoder (METHOD.md §1).
+"""The stochastic rectified-flow sampler shared by encoder and decoder (docs/method.md §1).
 
 One loop serves both sides: at every SDE step a *noise source* supplies z. The encoder's source picks z
 from the codebook to pull x̂0 towards the true latent and records the choice; the decoder's source

@@ -47,7 +47,7 @@ def test_combination_bits():
     assert combination_bits(10, 3) == 7  # C = 120
     assert combination_bits(5, 5) == 0 and combination_bits(5, 0) == 0 and combination_bits(1, 1) == 0
     assert combination_bits(2, 1) == 1 and combination_bits(3, 1) == 2 and combination_bits(4, 1) == 2
-    assert combination_bits(16384, 64) == 600  # METHOD.md: about 600 instead of 64 * 14 = 896
+    assert combination_bits(16384, 64) == 600  # docs/method.md: about 600 instead of 64 * 14 = 896
     for K, M in [(256, 8), (16384, 64), (65536, 256), (1000, 999)]:
         C = math.comb(K, M)
         b = combination_bits(K, M)

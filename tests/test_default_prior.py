@@ -1,5 +1,6 @@
-"""The shipped default prior: it loads offline from the package, its hash is what streams carry, and a CPU
-encode/decode of a small real clip reaches a measured PSNR floor (a broken or swapped model fails it)."""
+"""The shipped priors: the default (v2) loads offline from the package, its hash is what streams carry, and a CPU
+encode/decode of a small real clip reaches a measured PSNR floor (a broken or swapped model fails it); v1 stays
+loadable by name, so its streams still decode."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from gvc.metrics import psnr
 from gvc.codec import Encoder
 from gvc.config import CodecConfig
 from gvc.priors import DEFAULT_PRIOR, load_prior
+from gvc.priors.tae import TaeFlowPrior
 from gvc.priors.wan import WanPrior
-from gvc.zoo import model_dir
+from gvc.zoo import MODELS, model_dir
 
 GVC = [sys.executable, "-m", "gvc.cli"]
 # Measured on carphone (9 frames, 176x144, quality 8) on CPU: T2V 19.9 dB, I2V 21.7 dB, FLF2V 23.0 dB.
@@ -38,12 +40,21 @@ def frames_of(path):
 
 def test_packaged_weights_load_offline(prior):
     folder = model_dir(DEFAULT_PRIOR)
-    assert folder is not None and prior.name == DEFAULT_PRIOR == "gvc-wan-small-v1"
-    assert isinstance(prior, WanPrior) and prior.unconditional and prior.accepts_last_frame
-    files = [p for p in folder.rglob("*") if p.is_file()]
-    assert all(p.suffix in {".json", ".safetensors"} for p in files)  # no pickles
-    assert sum(p.stat().st_size for p in files) <= 24 * 2**20
+    assert folder is not None and prior.name == DEFAULT_PRIOR == "gvc-tae-small-v2"
+    assert isinstance(prior, TaeFlowPrior) and prior.geometry.temporal_stride == 1
+    for name in MODELS:
+        files = [p for p in model_dir(name).rglob("*") if p.is_file()]
+        assert all(p.suffix in {".json", ".safetensors"} or p.name == "LICENSE" for p in files)  # no pickles
+        assert sum(p.stat().st_size for p in files) <= 24 * 2**20
+    # TAEF2 (MIT) ships with its licence text beside its weights
+    licence = (folder / "autoencoder" / "LICENSE").read_text()
+    assert "MIT License" in licence and "Ollin Boer Bohan" in licence
     assert len(prior.weights_sha256()) == 32
+
+
+def test_v1_prior_stays_loadable_by_name():
+    v1 = load_prior("gvc-wan-small-v1")
+    assert isinstance(v1, WanPrior) and v1.name == "gvc-wan-small-v1" and v1.unconditional
 
 
 def test_cli_stream_carries_the_hash_and_reaches_the_floor(tmp_path, clip, prior):
@@ -83,8 +94,8 @@ def test_other_weights_are_refused(tmp_path, prior):
     header = make_header(prior, CodecConfig(mode="t2v", gop_length=9), 176, 144, 30, 9)
     copy = tmp_path / "model"
     shutil.copytree(model_dir(DEFAULT_PRIOR), copy)
-    cfg = json.loads((copy / "vae" / "config.json").read_text())
+    cfg = json.loads((copy / "autoencoder" / "config.json").read_text())
     cfg["latents_mean"][0] += 0.5
-    (copy / "vae" / "config.json").write_text(json.dumps(cfg))
+    (copy / "autoencoder" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(PriorMismatchError, match="stream was encoded with prior"):
-        Decoder(WanPrior.from_pretrained(copy), header)
+        Decoder(load_prior(str(copy)), header)

@@ -1,4 +1,4 @@
-"""Tail-latent residual coding for I2V (METHOD.md §3): dead-zone uniform quantiser + rANS with fitted models.
+"""Tail-latent residual coding for I2V (docs/method.md §3): dead-zone uniform quantiser + rANS with fitted models.
 
 Quantiser (one parameter, the step Δ)::
 
