@@ -221,12 +221,12 @@ def vae_loss(vae, x: torch.Tensor, kl_weight: float) -> tuple[torch.Tensor, dict
 
 
 def run_stage(stage: str, model, opt, args, run: Path, device, state: RunState, *, minutes: float, lr: float,
-              warmup_s: float, loss_fn, log_every: int, on_log=None):
+              warmup_s: float, loss_fn, log_every: int, on_log=None, ckpt: Path | None = None):
     """The training loop both stages share: resume or initialise, train for `minutes` of wall time with the
     schedule of :func:`lr_at`, log every `log_every` steps, checkpoint every 2 minutes and at the end.
 
     ``loss_fn(step)`` returns (loss, dict of floats to log); ``on_log(step)`` may add entries to a log row."""
-    ckpt = run / f"{'vae' if stage == 'vae' else 'transformer'}.safetensors"
+    ckpt = ckpt or run / f"{'vae' if stage == 'vae' else 'transformer'}.safetensors"
     step = start = 0
     if args.resume and ckpt.exists():
         step = start = load_checkpoint(ckpt, model, opt)[0]

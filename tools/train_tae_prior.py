@@ -119,16 +119,21 @@ def camera_motion(photo: torch.Tensor, rng: random.Random, still: bool = False) 
 class LatentData:
     """Raw latents of every training source on the device; draws normalised 33-frame 36x44 windows."""
 
-    def __init__(self, enc, videos: list[Path], photos: list[Path], windows_per_photo: int, device, seed: int):
+    def __init__(self, enc, videos: list[Path], photos: list[Path], windows_per_photo: int, device, seed: int,
+                 length: int = FRAMES, cif_only: bool = False):
         rng = random.Random(seed)
+        self.length = length  # frames per training window (33 = the codec's GOP)
         self.videos: list[torch.Tensor] = []
+        self.pictures: list[torch.Tensor] = []  # uint8 [F, H, W, 3] frames, for the decoder fine-tune
         for p in videos:
-            for v in video_scales(read_clip(p).to(device)):
-                if v.shape[0] >= FRAMES:
+            for v in video_scales(read_clip(p).to(device))[:1 if cif_only else None]:
+                if v.shape[0] >= length:
                     self.videos += [encode_frames(enc, v), encode_frames(enc, v.flip(2))]
+                    self.pictures.append(v)
         self.windows: list[torch.Tensor] = []
         for p in photos:
-            im = read_photo(p).to(device).permute(2, 0, 1).float() / 255.0
+            self.pictures.append(read_photo(p).to(device)[None])
+            im = self.pictures[-1][0].permute(2, 0, 1).float() / 255.0
             for i in range(windows_per_photo):
                 self.windows.append(encode_frames(enc, camera_motion(im, rng, still=i == 0)))
         self.frames = sum(v.shape[0] for v in self.videos) + FRAMES * len(self.windows)
@@ -138,11 +143,12 @@ class LatentData:
 
     def window(self, rng: random.Random, video_share: float) -> torch.Tensor:
         if self.windows and (not self.videos or rng.random() > video_share):
-            return self.windows[rng.randrange(len(self.windows))]
+            t0 = rng.randrange(FRAMES - self.length + 1)
+            return self.windows[rng.randrange(len(self.windows))][t0:t0 + self.length]
         while True:
             v = self.videos[rng.randrange(len(self.videos))]
             stride = rng.choice((1, 1, 2))
-            span = (FRAMES - 1) * stride + 1
+            span = (self.length - 1) * stride + 1
             if v.shape[0] >= span:
                 break
         t0 = rng.randrange(v.shape[0] - span + 1)
@@ -159,10 +165,52 @@ class LatentData:
             if kind == "none":
                 y = torch.zeros(1 + x0.shape[0], *x0.shape[1:], device=x0.device)
             else:
-                y = anchor_inputs(x0[:, 0], x0[:, -1] if kind == "first_last" else None, FRAMES)
+                y = anchor_inputs(x0[:, 0], x0[:, -1] if kind == "first_last" else None, x0.shape[1])
             x0s.append(x0)
             ys.append(y)
         return torch.stack(x0s), torch.stack(ys)
+
+
+def picture_batch(pictures: list[torch.Tensor], n: int, crop: int, rng: random.Random) -> torch.Tensor:
+    """n random crops [n, 3, crop, crop] in [0, 1] of random frames (randomly mirrored)."""
+    out = []
+    while len(out) < n:
+        v = pictures[rng.randrange(len(pictures))]
+        f, h, w, _ = v.shape
+        if h < crop or w < crop:
+            continue
+        t, y, x = rng.randrange(f), rng.randrange(h - crop + 1), rng.randrange(w - crop + 1)
+        im = v[t, y:y + crop, x:x + crop].permute(2, 0, 1).float() / 255.0
+        out.append(im.flip(2) if rng.random() < 0.5 else im)
+    return torch.stack(out)
+
+
+def finetune_decoder(a, enc, data: "LatentData", device, state: RunState) -> None:
+    """Fine-tune TAEF2's decoder for MSE on the training pictures; the encoder (the latent space) stays frozen,
+    so the flow model's data do not change. Saved as RUN/taef2_decoder.safetensors (float32)."""
+    from safetensors.torch import load_file
+
+    _, dec = load_taef2(a.taef2, device)
+    ckpt = a.run / "taef2_decoder.safetensors"
+    rng = random.Random(a.seed + 17)
+    dec.train()
+    opt = torch.optim.AdamW(dec.parameters(), lr=a.decoder_lr, weight_decay=0.0, betas=(0.9, 0.99))
+    if not ckpt.exists() and a.init_from:  # continue from the exported (already fine-tuned) decoder
+        sd = load_file(str(a.init_from / "autoencoder" / "taef2_decoder.safetensors"))
+        dec.load_state_dict({k: v.float() for k, v in sd.items()})
+        save_checkpoint(ckpt, dec, opt, 0)
+
+    def loss_fn(step):
+        x = picture_batch(data.pictures, a.decoder_batch, 256, rng)
+        with torch.no_grad():
+            z = enc(x)
+        y = dec(z)
+        mse = F.mse_loss(y.float(), x)
+        return mse + 0.1 * (y.float() - x).abs().mean(), {"psnr": 10 * math.log10(1.0 / max(mse.item(), 1e-10))}
+
+    args = argparse.Namespace(**dict(vars(a), init_from=None, resume=ckpt.exists()))
+    run_stage("decoder", dec, opt, args, a.run, device, state, minutes=a.decoder_minutes, lr=a.decoder_lr,
+              warmup_s=10.0, loss_fn=loss_fn, log_every=100, ckpt=ckpt)
 
 
 def flow_loss(transformer, x0: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -205,7 +253,7 @@ def train(a) -> int:
     t0 = time.time()
     videos = sorted(p for p in a.videos.iterdir() if p.suffix in (".mp4", ".webm", ".mkv", ".y4m"))
     photos = sorted(p for p in a.photos.iterdir() if p.suffix in (".jpg", ".png")) if a.photos else []
-    data = LatentData(enc, videos, photos, a.windows_per_photo, device, a.seed)
+    data = LatentData(enc, videos, photos, a.windows_per_photo, device, a.seed, a.window, a.cif_only)
     stats_file = a.run / "latent_stats.json"
     if a.init_from and not stats_file.exists():  # continue with the normalisation the weights were trained with
         cfg = json.loads((a.init_from / "autoencoder" / "config.json").read_text())
@@ -217,15 +265,17 @@ def train(a) -> int:
         stats_file.write_text(json.dumps({"mean": data.mean.tolist(), "std": data.std.tolist()}))
     val = None
     if a.holdout:
-        val = LatentData(enc, a.holdout, [], 0, device, 1)
+        val = LatentData(enc, a.holdout, [], 0, device, 1, a.window, True)
         val.mean, val.std = data.mean, data.std
     print(f"data: {len(data.videos)} video latents, {len(data.windows)} photo windows, {data.frames} frames, "
           f"encoded in {time.time() - t0:.0f}s", flush=True)
     (a.run / "config.json").write_text(json.dumps({"transformer": TRANSFORMER_CONFIG,
                                                     "args": {k: str(v) for k, v in vars(a).items()}}, indent=2))
+    state = RunState(a.run)
+    if a.decoder_minutes > 0 or a.init_from:
+        finetune_decoder(a, enc, data, device, state)
     transformer = build_transformer().to(device).train()
     opt = torch.optim.AdamW(transformer.parameters(), lr=a.lr, weight_decay=0.01, betas=(0.9, 0.99))
-    state = RunState(a.run)
     runs = state.data.get("flow", {}).get("runs", 0)  # each run of a resumed training draws new data
     gen = torch.Generator().manual_seed(a.seed * 1000 + runs)
     rng = random.Random(a.seed * 1000 + runs)
@@ -252,6 +302,11 @@ def export(run: Path, taef2_dir: Path, to: Path, name: str) -> None:
     ae.mkdir(parents=True, exist_ok=True)
     for f in ("taef2_encoder.safetensors", "taef2_decoder.safetensors", "LICENSE"):
         shutil.copyfile(taef2_dir / f, ae / f)
+    if (run / "taef2_decoder.safetensors").exists():  # the fine-tuned decoder replaces the released one
+        dec = taef2.decoder()
+        load_checkpoint(run / "taef2_decoder.safetensors", dec, None)
+        save_file({k: v.detach().to(torch.float16).contiguous() for k, v in dec.state_dict().items()},
+                  str(ae / "taef2_decoder.safetensors"))
     (ae / "config.json").write_text(json.dumps({"architecture": "TAEF2", "latents_mean": stats["mean"],
                                                 "latents_std": stats["std"]}, indent=2) + "\n")
     TRANSFORMER_CONFIG.update(json.loads((run / "config.json").read_text())["transformer"])
@@ -286,6 +341,11 @@ def main(argv=None) -> int:
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--lr", type=float, default=4e-4)
     t.add_argument("--windows-per-photo", type=int, default=16)
+    t.add_argument("--decoder-minutes", type=float, default=0.0, help="fine-tune TAEF2's decoder first (MSE)")
+    t.add_argument("--decoder-batch", type=int, default=16)
+    t.add_argument("--decoder-lr", type=float, default=1e-4)
+    t.add_argument("--window", type=int, default=FRAMES, help="frames per training window (default 33, the GOP)")
+    t.add_argument("--cif-only", action="store_true", help="videos only squashed to 352x288 (less to encode)")
     t.add_argument("--transformer-config", type=json.loads, default=None, help=argparse.SUPPRESS)  # tests
     e = sub.add_parser("export", help="write the prior folder of a run")
     e.add_argument("--run", type=Path, required=True)
