@@ -120,15 +120,15 @@ class LatentData:
     """Raw latents of every training source on the device; draws normalised 33-frame 36x44 windows."""
 
     def __init__(self, enc, videos: list[Path], photos: list[Path], windows_per_photo: int, device, seed: int,
-                 length: int = FRAMES, cif_only: bool = False):
+                 length: int = FRAMES, cif_only: bool = False, max_frames: int | None = None, flip: bool = True):
         rng = random.Random(seed)
         self.length = length  # frames per training window (33 = the codec's GOP)
         self.videos: list[torch.Tensor] = []
         self.pictures: list[torch.Tensor] = []  # uint8 [F, H, W, 3] frames, for the decoder fine-tune
         for p in videos:
-            for v in video_scales(read_clip(p).to(device))[:1 if cif_only else None]:
+            for v in video_scales(read_clip(p)[:max_frames].to(device))[:1 if cif_only else None]:
                 if v.shape[0] >= length:
-                    self.videos += [encode_frames(enc, v), encode_frames(enc, v.flip(2))]
+                    self.videos += [encode_frames(enc, v)] + ([encode_frames(enc, v.flip(2))] if flip else [])
                     self.pictures.append(v)
         self.windows: list[torch.Tensor] = []
         for p in photos:
@@ -137,9 +137,10 @@ class LatentData:
             for i in range(windows_per_photo):
                 self.windows.append(encode_frames(enc, camera_motion(im, rng, still=i == 0)))
         self.frames = sum(v.shape[0] for v in self.videos) + FRAMES * len(self.windows)
-        z = torch.cat([v[::7].float() for v in self.videos] + [w[::11].float() for w in self.windows])
-        self.mean = z.mean((0, 2, 3))
-        self.std = z.std((0, 2, 3)).clamp_min(1e-3)
+        parts = [v[::7] for v in self.videos] + [w[::11] for w in self.windows]
+        z = torch.cat([p.float().transpose(0, 1).reshape(p.shape[1], -1) for p in parts], dim=1)  # [32, N]
+        self.mean = z.mean(1)
+        self.std = z.std(1).clamp_min(1e-3)
 
     def window(self, rng: random.Random, video_share: float) -> torch.Tensor:
         if self.windows and (not self.videos or rng.random() > video_share):
@@ -253,7 +254,8 @@ def train(a) -> int:
     t0 = time.time()
     videos = sorted(p for p in a.videos.iterdir() if p.suffix in (".mp4", ".webm", ".mkv", ".y4m"))
     photos = sorted(p for p in a.photos.iterdir() if p.suffix in (".jpg", ".png")) if a.photos else []
-    data = LatentData(enc, videos, photos, a.windows_per_photo, device, a.seed, a.window, a.cif_only)
+    data = LatentData(enc, videos, photos, a.windows_per_photo, device, a.seed, a.window, a.cif_only,
+                      a.max_video_frames, not a.no_flip)
     stats_file = a.run / "latent_stats.json"
     if a.init_from and not stats_file.exists():  # continue with the normalisation the weights were trained with
         cfg = json.loads((a.init_from / "autoencoder" / "config.json").read_text())
@@ -345,6 +347,8 @@ def main(argv=None) -> int:
     t.add_argument("--decoder-batch", type=int, default=16)
     t.add_argument("--decoder-lr", type=float, default=1e-4)
     t.add_argument("--window", type=int, default=FRAMES, help="frames per training window (default 33, the GOP)")
+    t.add_argument("--max-video-frames", type=int, help="use at most this many frames of each video")
+    t.add_argument("--no-flip", action="store_true", help="no mirrored copies of the videos")
     t.add_argument("--cif-only", action="store_true", help="videos only squashed to 352x288 (less to encode)")
     t.add_argument("--transformer-config", type=json.loads, default=None, help=argparse.SUPPRESS)  # tests
     e = sub.add_parser("export", help="write the prior folder of a run")
