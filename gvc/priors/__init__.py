@@ -14,7 +14,7 @@ from .analytic import AnalyticPrior
 from .base import Conditioning, FlowPrior, LatentGeometry
 
 # The shipped learned prior (gvc/zoo/, docs/models.md); the analytic prior is the floor it must beat.
-DEFAULT_PRIOR = "gvc-tae-small-v2"
+DEFAULT_PRIOR = "gvc-wan-small-v1"
 
 _BUILTIN = {"analytic": AnalyticPrior, AnalyticPrior.name: AnalyticPrior}
 
