@@ -35,8 +35,8 @@ import torch.nn.functional as F
 
 from gvc.priors import taef2
 from gvc.priors.tae import anchor_inputs
-from tools.train_prior import (RunState, read_clip, run_stage, save_checkpoint, load_checkpoint, shifted_t,
-                               TEXT_LEN, _resize)
+from tools.train_prior import (RunState, _resize, flow_loss, load_checkpoint, read_clip, run_stage,
+                               save_checkpoint)
 
 TRANSFORMER_CONFIG = dict(
     patch_size=[1, 4, 4], num_attention_heads=4, attention_head_dim=64, in_channels=65, out_channels=32,
@@ -212,18 +212,6 @@ def finetune_decoder(a, enc, data: "LatentData", device, state: RunState) -> Non
     args = argparse.Namespace(**dict(vars(a), init_from=None, resume=ckpt.exists()))
     run_stage("decoder", dec, opt, args, a.run, device, state, minutes=a.decoder_minutes, lr=a.decoder_lr,
               warmup_s=10.0, loss_fn=loss_fn, log_every=100, ckpt=ckpt)
-
-
-def flow_loss(transformer, x0: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    n = x0.shape[0]
-    t = shifted_t(n, gen, x0.device)
-    eps = torch.randn(x0.shape, generator=gen).to(x0.device)
-    tt = t.view(-1, 1, 1, 1, 1)
-    xt = (1 - tt) * x0 + tt * eps
-    text = torch.zeros(n, TEXT_LEN, transformer.config.text_dim, device=x0.device)
-    pred = transformer(hidden_states=torch.cat([xt, y], 1), timestep=1000.0 * t, encoder_hidden_states=text,
-                       return_dict=False)[0]
-    return F.mse_loss(pred.float(), eps - x0)
 
 
 @torch.no_grad()
