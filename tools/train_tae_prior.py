@@ -267,7 +267,7 @@ def train(a) -> int:
     transformer = build_transformer().to(device).train()
     opt = torch.optim.AdamW(transformer.parameters(), lr=a.lr, weight_decay=0.01, betas=(0.9, 0.99))
     runs = state.data.get("flow", {}).get("runs", 0)  # each run of a resumed training draws new data
-    gen = torch.Generator().manual_seed(a.seed * 1000 + runs)
+    gen = torch.Generator(device).manual_seed(a.seed * 1000 + runs)
     rng = random.Random(a.seed * 1000 + runs)
 
     def loss_fn(step):
