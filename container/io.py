@@ -126,6 +126,7 @@ class StreamReader:
 
     def _open_elementary(self, f: BinaryIO, size: int | None) -> None:
         self._mkv = None
+        self._file = f if size is not None else None  # seekable: units(from_gop=...) can jump
         self._units = iter(UnitReader(f))
         first = next(self._units, None)
         if first is None:
@@ -138,8 +139,23 @@ class StreamReader:
     def header(self) -> SequenceHeader:
         return self.info.header
 
-    def units(self) -> Iterator[GopUnit | BitstreamError]:
-        raw = (p.data for p in self._mkv.packets()) if self._mkv is not None else self._units
+    def units(self, from_gop: int | None = None, keyframe: bool = True) -> Iterator[GopUnit | BitstreamError]:
+        """The GOP units in stream order. `from_gop`: start near GOP `from_gop` instead of at the first one:
+        at the last keyframe at or before it (Matroska: through the Cues), or with keyframe=False at the
+        last unit at or before it (.gvc unit index). A pipe, or a file without Cues, starts at the first
+        unit; the caller skips what it does not need."""
+        if self._mkv is not None:
+            raw = (p.data for p in self._mkv.packets(from_frame=None if from_gop is None else self._output_start(from_gop)))
+        elif from_gop is not None and self._file is not None:
+            from .unit_index import entry_for, scan_units
+
+            entry = entry_for(scan_units(self._file), from_gop, keyframe)
+            self._file.seek(0 if entry is None else entry.offset)
+            raw = iter(UnitReader(self._file))
+            if entry is None:
+                next(raw, None)  # the sequence header
+        else:
+            raw = self._units
         for data in raw:
             if isinstance(data, BitstreamError):
                 yield data
@@ -148,6 +164,11 @@ class StreamReader:
                 yield GopUnit.from_bytes(data)
             except BitstreamError as e:
                 yield e
+
+    def _output_start(self, gop_index: int) -> int:
+        """First frame GOP `gop_index` outputs (its Matroska timestamp), from the header's GOP layout."""
+        h = self.header
+        return gop_index * (h.gop_length - h.gop_overlap) + (h.gop_overlap if gop_index else 0)
 
     def close(self) -> None:
         if self._close:

@@ -653,8 +653,9 @@ class MatroskaReader:
             raise BitstreamError(f"PyAV found no stream for Matroska track {self.track_number}")
         self._av, self._av_stream, self._av_fresh = container, stream, True
 
-    def packets(self) -> Iterator[MkvPacket]:
-        """Demux the GVC track with PyAV, in file order."""
+    def packets(self, from_frame: int | None = None) -> Iterator[MkvPacket]:
+        """Demux the GVC track with PyAV, in file order; `from_frame`: start at the last keyframe at or
+        before that frame, found through the Cues (from the start where there are none)."""
         import av
 
         if self._av is None or not self._av_fresh:
@@ -665,6 +666,9 @@ class MatroskaReader:
         container, stream = self._av, self._av_stream
         tb = Fraction(stream.time_base) if stream.time_base else Fraction(self._timestamp_scale, 10**9)
         try:
+            if from_frame:
+                ts = math.floor(Fraction(_frame_to_ms(from_frame, self.fps), 1000) / tb)
+                container.seek(ts, backward=True, any_frame=False, stream=stream)
             for pkt in container.demux(stream):
                 if pkt.size == 0 or pkt.pts is None:
                     continue

@@ -36,6 +36,9 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gamma", type=float, default=3.0, help="SDE diffusion scale γ (default 3.0)")
     g.add_argument("--shift", type=float, default=3.0, help="timestep shift (default 3.0)")
     g.add_argument("--seed", type=int, default=0, help="codebook and initial-noise seed (default 0)")
+    g.add_argument("--refresh", type=int, default=0, metavar="N",
+                   help="I2V: code a first anchor every N GOPs, making that GOP a self-contained keyframe "
+                        "(seek point, end of a damaged GOP's harm); 0 = only GOP 0 (default)")
     g.add_argument("--prompt", default="", help="T2V text prompt stored in the stream (default empty)")
     g.add_argument("--residual-step", type=float, default=0.35,
                    help="I2V tail-latent residual quantiser step; 0 disables the residual (default 0.35)")
@@ -53,7 +56,7 @@ def config_from_args(a: argparse.Namespace) -> CodecConfig:
         mode=a.mode, quality=a.quality, gop_length=a.gop_length, steps=a.steps, ode_tail=a.ode_tail,
         gamma=a.gamma, shift=a.shift, seed=a.seed, prompt=a.prompt,
         residual_step=a.residual_step or None, anchor_quality=a.anchor_quality, anchor_codec=a.anchor_codec,
-        codebook_span=a.codebook_span,
+        codebook_span=a.codebook_span, refresh=a.refresh,
     ).validate()
 
 
@@ -108,10 +111,12 @@ def run_decode(a: argparse.Namespace, source, output) -> dict:
     from ffmpeg_bridge.video_io import VideoWriter
 
     from .pipeline import decode_stream
+    from .seek import SeekRequest
 
     with atomic_output(output) as out:
         result = decode_stream(source, lambda h: VideoWriter(out, width=h.width, height=h.height, fps=h.fps),
-                               prior=a.prior, device=a.device, quiet=a.quiet, verify=not a.no_verify)
+                               prior=a.prior, device=a.device, quiet=a.quiet, verify=not a.no_verify,
+                               seek=SeekRequest(a.start, a.duration, a.start_frame, a.frames))
     for p in result["problems"]:
         print(f"gvc: warning: {p}", file=sys.stderr)
     if not a.quiet:
@@ -190,6 +195,11 @@ def add_decode_options(d: argparse.ArgumentParser) -> None:
     d.add_argument("--prior", default=None, help="prior to decode with (default: the one named in the stream)")
     d.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     d.add_argument("--no-verify", action="store_true", help="do not compare decoded frames with the encoder's hash")
+    s = d.add_argument_group("range (seeks to the GOP holding the start; I2V decodes from the last keyframe)")
+    s.add_argument("--start", metavar="TIME", help="first frame shown at or after TIME: seconds or [HH:]MM:SS[.fff]")
+    s.add_argument("--duration", metavar="TIME", help="decode this much time from the start")
+    s.add_argument("--start-frame", type=int, metavar="N", help="first frame to decode (0-based)")
+    s.add_argument("--frames", type=int, metavar="N", help="decode N frames")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
 
 

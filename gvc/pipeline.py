@@ -23,6 +23,7 @@ from .errors import BitstreamError, ParameterError
 from .progress import Progress
 from .priors import load_prior
 from .ratecontrol import choose, settings
+from .seek import OUTPUT, REFERENCE, SKIP, STOP, RangeSelector, SeekRequest
 
 CONTAINER_OVERHEAD_PER_GOP = 40  # Matroska block, cluster and cue bytes per GOP (estimate for rate control)
 
@@ -128,6 +129,7 @@ def _settings_string(c: CodecConfig, prior: str, target_kbps) -> str:
     s = (f"mode={c.mode} quality={c.quality} m_tail={c.m_tail} prior={prior} steps={c.steps} ode_tail={c.ode_tail} "
          f"gamma={c.gamma} shift={c.shift} gop={c.gop_length} seed={c.seed} residual_step={c.residual_step} "
          f"anchor_codec={c.anchor_codec if c.anchor_codec is not None else 'default'} anchor_quality={c.anchor_quality}")
+    s += f" refresh={c.refresh}" if c.refresh else ""
     return s + (f" target_kbps={target_kbps}" if target_kbps else "")
 
 
@@ -154,8 +156,7 @@ class _RateController:
         return self._options[latent_frames]
 
     def _anchors_in(self, index: int) -> int:
-        mode = self.enc.config.mode
-        return {"t2v": 0, "i2v": int(index == 0), "flf2v": 1 + int(index == 0)}[mode]
+        return int(self.enc.config.codes_first_anchor(index)) + int(self.enc.config.mode == "flf2v")
 
     def encode(self, index: int, frames, progress) -> GopResult:
         plan = self.enc.plan(index, len(frames))
@@ -185,43 +186,67 @@ class _RateController:
         self.frames_done += frames
 
 
-def decode_stream(in_path, writer_factory, *, prior=None, device="cpu", quiet=False, verify=True) -> dict:
+def decode_stream(in_path, writer_factory, *, prior=None, device="cpu", quiet=False, verify=True,
+                  seek: SeekRequest | None = None, on_gop=None) -> dict:
     """Decode a stream; `writer_factory(header)` returns an object with write(frame) and close().
-    Damaged GOPs are concealed (last good frame repeated) and reported; the others decode normally."""
+    Damaged GOPs are concealed (last good frame repeated) and reported; the others decode normally.
+    `seek`: decode only a range, starting at the keyframe the range needs (gvc.seek); `on_gop(index,
+    role)` is called for every GOP acted on, role "output" or "reference"."""
     with StreamReader(in_path) as reader:
         h = reader.header
+        start, end = (seek or SeekRequest()).frame_range(h)
+        select = RangeSelector(h, start, end)
         prior_obj = load_prior(prior or h.prior_id, device=device, header=h)
         dec = Decoder(prior_obj, h, device=device)
         writer = writer_factory(h)
         problems: list[str] = []
         frames = 0
-        expected = 0
+        from_gop, keyframe = select.entry()
+        expected = 0 if from_gop is None else None  # after a seek: the first unit read
         bar = Progress(total=None, desc="decode", unit="step", quiet=quiet)
+
+        def conceal(index: int) -> int:
+            return _write_all(writer, select.trim(index, dec.conceal_gop(index)))
+
         try:
-            for unit in reader.units():
+            for unit in reader.units(from_gop=from_gop, keyframe=keyframe):
                 if isinstance(unit, BitstreamError):
-                    problems.append(f"damaged unit {'before GOP 0' if expected == 0 else f'after GOP {expected - 1}'}: {unit}")
+                    problems.append(f"damaged unit {'before GOP 0' if not expected else f'after GOP {expected - 1}'}: {unit}")
                     continue
+                role = select.role(unit.gop_index)
+                if role == STOP:
+                    break
+                expected = unit.gop_index if expected is None else expected
                 while expected < unit.gop_index:
                     problems.append(f"GOP {expected} missing: concealed")
-                    frames += _write_all(writer, dec.conceal_gop(expected))
+                    frames += conceal(expected)
                     expected += 1
                 if unit.gop_index < expected:
                     problems.append(f"GOP {unit.gop_index} out of order: skipped")
                     continue
+                expected = unit.gop_index + 1
+                if role == SKIP:
+                    continue
                 try:
-                    out = dec.decode_gop(unit, progress=bar.update)
+                    if role == REFERENCE:
+                        dec.skip_gop(unit)
+                    else:
+                        out = dec.decode_gop(unit, progress=bar.update)
                 except BitstreamError as e:
                     problems.append(f"GOP {unit.gop_index}: {e}; concealed")
-                    out = dec.conceal_gop(unit.gop_index)
-                else:
+                    frames += conceal(unit.gop_index)
+                    continue
+                if on_gop is not None:
+                    on_gop(unit.gop_index, role)
+                if role == OUTPUT:
                     if verify and frame_hash(out) != unit.frame_hash:
                         problems.append(f"GOP {unit.gop_index}: decoded frames differ from the encoder's (frame hash mismatch)")
-                frames += _write_all(writer, out)
-                expected = unit.gop_index + 1
-            while h.frame_count and frames < h.frame_count:
+                    frames += _write_all(writer, select.trim(unit.gop_index, out))
+            wanted = None if not h.frame_count else min(end or h.frame_count, h.frame_count) - start
+            expected = select.first_gop if expected is None else expected
+            while wanted is not None and frames < wanted:
                 problems.append(f"GOP {expected} missing at end of stream: concealed")
-                got = _write_all(writer, dec.conceal_gop(expected))
+                got = conceal(expected)
                 if got == 0:
                     break
                 frames += got
@@ -229,7 +254,7 @@ def decode_stream(in_path, writer_factory, *, prior=None, device="cpu", quiet=Fa
         finally:
             bar.close()
             writer.close()
-        return {"frames": frames, "gops": expected, "problems": problems, "header": h}
+        return {"frames": frames, "gops": expected, "problems": problems, "header": h, "start": start}
 
 
 def _write_all(writer, frames) -> int:
