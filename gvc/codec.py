@@ -314,6 +314,10 @@ class Decoder:
         self._last_output = out[-1] if h.mode == "i2v" else last
         return out
 
+    def reset(self) -> None:
+        """Forget the previous GOP (after a seek): the next GOP must not need it."""
+        self._last_output = None
+
     def skip_gop(self, unit: GopUnit) -> None:
         """Advance past a GOP whose frames are not wanted (a seek), keeping what the next GOP needs from it:
         FLF2V takes the next first anchor from this GOP's last anchor (one image decode, no sampling);

@@ -13,17 +13,17 @@ from typing import Iterator
 
 import numpy as np
 
-from container.bitstream import GopUnit, SequenceHeader, frame_hash
+from container.bitstream import SequenceHeader
 from container.io import StreamReader, StreamWriter
 from .metrics import psnr
 from . import __version__
 from .codec import Decoder, Encoder, GopResult, tail_atoms
 from .config import CodecConfig
-from .errors import BitstreamError, ParameterError
+from .errors import ParameterError
 from .progress import Progress
 from .priors import load_prior
 from .ratecontrol import choose, settings
-from .seek import OUTPUT, REFERENCE, SKIP, STOP, RangeSelector, SeekRequest
+from .seek import RangeDecoder, RangeSelector, SeekRequest
 
 CONTAINER_OVERHEAD_PER_GOP = 40  # Matroska block, cluster and cue bytes per GOP (estimate for rate control)
 
@@ -199,65 +199,20 @@ def decode_stream(in_path, writer_factory, *, prior=None, device="cpu", quiet=Fa
         prior_obj = load_prior(prior or h.prior_id, device=device, header=h)
         dec = Decoder(prior_obj, h, device=device)
         writer = writer_factory(h)
-        problems: list[str] = []
-        frames = 0
         from_gop, keyframe = select.entry()
-        expected = 0 if from_gop is None else None  # after a seek: the first unit read
         bar = Progress(total=None, desc="decode", unit="step", quiet=quiet)
-
-        def conceal(index: int) -> int:
-            return _write_all(writer, select.trim(index, dec.conceal_gop(index)))
-
+        ranged = RangeDecoder(dec, select, verify=verify, progress=bar.update, on_gop=on_gop)
         try:
             for unit in reader.units(from_gop=from_gop, keyframe=keyframe):
-                if isinstance(unit, BitstreamError):
-                    problems.append(f"damaged unit {'before GOP 0' if not expected else f'after GOP {expected - 1}'}: {unit}")
-                    continue
-                role = select.role(unit.gop_index)
-                if role == STOP:
+                for _, frame in ranged.push(unit):
+                    writer.write(frame)
+                if ranged.done:
                     break
-                expected = unit.gop_index if expected is None else expected
-                while expected < unit.gop_index:
-                    problems.append(f"GOP {expected} missing: concealed")
-                    frames += conceal(expected)
-                    expected += 1
-                if unit.gop_index < expected:
-                    problems.append(f"GOP {unit.gop_index} out of order: skipped")
-                    continue
-                expected = unit.gop_index + 1
-                if role == SKIP:
-                    continue
-                try:
-                    if role == REFERENCE:
-                        dec.skip_gop(unit)
-                    else:
-                        out = dec.decode_gop(unit, progress=bar.update)
-                except BitstreamError as e:
-                    problems.append(f"GOP {unit.gop_index}: {e}; concealed")
-                    frames += conceal(unit.gop_index)
-                    continue
-                if on_gop is not None:
-                    on_gop(unit.gop_index, role)
-                if role == OUTPUT:
-                    if verify and frame_hash(out) != unit.frame_hash:
-                        problems.append(f"GOP {unit.gop_index}: decoded frames differ from the encoder's (frame hash mismatch)")
-                    frames += _write_all(writer, select.trim(unit.gop_index, out))
-            wanted = None if not h.frame_count else min(end or h.frame_count, h.frame_count) - start
-            expected = select.first_gop if expected is None else expected
-            while wanted is not None and frames < wanted:
-                problems.append(f"GOP {expected} missing at end of stream: concealed")
-                got = conceal(expected)
-                if got == 0:
-                    break
-                frames += got
-                expected += 1
+            for _, frame in ranged.finish():
+                writer.write(frame)
         finally:
             bar.close()
             writer.close()
-        return {"frames": frames, "gops": expected, "problems": problems, "header": h, "start": start}
+        return {"frames": ranged.frames_out, "gops": ranged.expected, "problems": ranged.problems, "header": h,
+                "start": start}
 
-
-def _write_all(writer, frames) -> int:
-    for f in frames:
-        writer.write(f)
-    return len(frames)

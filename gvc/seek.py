@@ -21,8 +21,11 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from container.bitstream import SequenceHeader
-from .errors import ParameterError
+import numpy as np
+
+from container.bitstream import GopUnit, SequenceHeader, frame_hash
+from .codec import Decoder
+from .errors import BitstreamError, ParameterError
 
 SKIP, REFERENCE, OUTPUT, STOP = "skip", "reference", "output", "stop"
 
@@ -127,13 +130,90 @@ class RangeSelector:
             return REFERENCE
         return SKIP
 
-    def trim(self, gop_index: int, frames: list) -> list:
-        """The part of a GOP's output frames inside [start, end)."""
-        a = output_start(self.header, gop_index)
-        lo = max(self.start - a, 0)
-        hi = len(frames) if self.end is None else max(min(self.end - a, len(frames)), 0)
-        return frames[lo:hi]
 
-    def wanted(self, gop_index: int) -> bool:
-        """Whether a missing GOP would have output frames in the range (to be concealed)."""
-        return self.role(gop_index) == OUTPUT
+
+class RangeDecoder:
+    """GOP units in, frames out, for the range a :class:`RangeSelector` describes: each unit is skipped,
+    decoded as a reference or decoded and output (trimmed to the range); damaged and missing GOPs are
+    concealed (the last good frame repeated) and reported in `problems`; the others decode normally.
+    The loop of `gvc decode` and of libgvc (gvc.capi)."""
+
+    def __init__(self, decoder: Decoder, select: RangeSelector, *, verify: bool = True, progress=None, on_gop=None):
+        self.decoder, self.select, self.verify = decoder, select, verify
+        self.progress, self.on_gop = progress, on_gop
+        self.problems: list[str] = []
+        self.frames_out = 0
+        self.done = False  # a unit past the range was seen
+        self.expected: int | None = 0 if select.entry()[0] is None else None  # None: the first unit read sets it
+
+    def reset(self) -> None:
+        """Forget the chain (the caller seeked): the next unit starts it."""
+        self.expected, self.done = None, False
+        self.decoder.reset()
+
+    def push(self, unit: GopUnit | BitstreamError, role: str | None = None) -> list[tuple[int, np.ndarray]]:
+        """Frames (pts, RGB) the unit yields; `role` overrides the selector's (REFERENCE: decode, don't output)."""
+        if isinstance(unit, BitstreamError):
+            where = "before GOP 0" if not self.expected else f"after GOP {self.expected - 1}"
+            self.problems.append(f"damaged unit {where}: {unit}")
+            return []
+        role = role or self.select.role(unit.gop_index)
+        if role == STOP:
+            self.done = True
+            return []
+        out = []
+        self.expected = unit.gop_index if self.expected is None else self.expected
+        while self.expected < unit.gop_index:
+            self.problems.append(f"GOP {self.expected} missing: concealed")
+            out += self._conceal(self.expected)
+            self.expected += 1
+        if unit.gop_index < self.expected:
+            self.problems.append(f"GOP {unit.gop_index} out of order: skipped")
+            return out
+        self.expected = unit.gop_index + 1
+        if role == SKIP:
+            return out
+        try:
+            if role == REFERENCE:
+                self.decoder.skip_gop(unit)
+            else:
+                frames = self.decoder.decode_gop(unit, progress=self.progress)
+        except BitstreamError as e:
+            self.problems.append(f"GOP {unit.gop_index}: {e}; concealed")
+            return out + self._conceal(unit.gop_index)
+        if self.on_gop is not None:
+            self.on_gop(unit.gop_index, role)
+        if role == OUTPUT:
+            if self.verify and frame_hash(frames) != unit.frame_hash:
+                self.problems.append(f"GOP {unit.gop_index}: decoded frames differ from the encoder's (frame hash mismatch)")
+            out += self._emit(unit.gop_index, frames)
+        return out
+
+    def finish(self) -> list[tuple[int, np.ndarray]]:
+        """Conceal the GOPs missing at the end of the range (when the header knows the frame count)."""
+        h, select = self.decoder.header, self.select
+        if not h.frame_count:
+            return []
+        wanted = min(select.end or h.frame_count, h.frame_count) - select.start
+        index = select.first_gop if self.expected is None else self.expected
+        out = []
+        while self.frames_out < wanted:
+            self.problems.append(f"GOP {index} missing at end of stream: concealed")
+            got = self._conceal(index)
+            if not got:
+                break
+            out += got
+            index += 1
+        self.expected = index
+        return out
+
+    def _conceal(self, index: int) -> list[tuple[int, np.ndarray]]:
+        return self._emit(index, self.decoder.conceal_gop(index))
+
+    def _emit(self, index: int, frames: list[np.ndarray]) -> list[tuple[int, np.ndarray]]:
+        a = output_start(self.decoder.header, index)
+        lo = max(self.select.start - a, 0)
+        hi = len(frames) if self.select.end is None else max(min(self.select.end - a, len(frames)), 0)
+        kept = [(a + i, frames[i]) for i in range(lo, hi)]
+        self.frames_out += len(kept)
+        return kept
