@@ -522,6 +522,13 @@ def _is_broken_pipe(e: BaseException) -> bool:
     return False
 
 
+def rgb_to_yuv(frame: np.ndarray, pix_fmt: str) -> av.VideoFrame:
+    """An RGB uint8 frame converted for output: BT.601 limited range, the writer's swscale flags."""
+    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+    return vf.reformat(format=pix_fmt, src_color_range=ColorRange.JPEG, dst_colorspace=Colorspace.ITU601,
+                       dst_color_range=ColorRange.MPEG, interpolation=_SWS_FLAGS, threads=1)
+
+
 class VideoWriter:
     """Write RGB ``uint8`` frames ``[H, W, 3]`` to y4m (path, ``"-"`` or binary file object) or to
     ``.mp4``/``.mkv``/``.mov`` (libx264, lossless in YUV: ``qp 0``)."""
@@ -625,15 +632,7 @@ class VideoWriter:
             raise ValueError(
                 f"expected uint8 frame of shape {(self.height, self.width, 3)}, got {frame.dtype} {frame.shape}"
             )
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        yuv = vf.reformat(
-            format=self.pix_fmt,
-            src_color_range=ColorRange.JPEG,
-            dst_colorspace=Colorspace.ITU601,
-            dst_color_range=ColorRange.MPEG,
-            interpolation=_SWS_FLAGS,
-            threads=1,
-        )
+        yuv = rgb_to_yuv(frame, self.pix_fmt)
         yuv.pts = self._count
         yuv.time_base = 1 / self.fps
         try:

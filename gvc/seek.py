@@ -142,6 +142,7 @@ class RangeDecoder:
         self.decoder, self.select, self.verify = decoder, select, verify
         self.progress, self.on_gop = progress, on_gop
         self.problems: list[str] = []
+        self.failed: list[int] = []  # GOPs whose unit parsed but could not be decoded (concealed)
         self.frames_out = 0
         self.done = False  # a unit past the range was seen
         self.expected: int | None = 0 if select.entry()[0] is None else None  # None: the first unit read sets it
@@ -180,6 +181,7 @@ class RangeDecoder:
                 frames = self.decoder.decode_gop(unit, progress=self.progress)
         except BitstreamError as e:
             self.problems.append(f"GOP {unit.gop_index}: {e}; concealed")
+            self.failed.append(unit.gop_index)
             return out + self._conceal(unit.gop_index)
         if self.on_gop is not None:
             self.on_gop(unit.gop_index, role)
