@@ -137,38 +137,10 @@ class StreamDamagedError(GVCError):
 
 
 def run_info(a: argparse.Namespace) -> dict:
-    from container.io import StreamReader
+    from .probe import probe, text
 
-    with StreamReader(a.input) as r:
-        h = r.header
-        gops = []
-        for u in r.units():
-            if isinstance(u, GVCError):
-                gops.append({"error": str(u)})
-                continue
-            gops.append({"gop": u.gop_index, "first_frame": u.first_frame, "frames": u.frame_count,
-                         "bytes": len(u.to_bytes()), "keyframe": u.keyframe, "k": u.codebook_k, "m": u.codebook_m,
-                         "m_tail": u.codebook_m_tail, "index_bytes": len(u.indices),
-                         "anchor_bytes": sum(len(x.data) for x in u.anchors), "residual_bytes": len(u.residual or b"")})
-        header = {k: (v.hex() if isinstance(v, bytes) else str(v) if k == "fps" else v) for k, v in vars(h).items()}
-        info = {"format": r.info.fmt, "file_bytes": r.info.file_bytes, "header_bytes": len(h.to_bytes()),
-                "header": header, "tags": r.info.tags, "gops": gops}
-    if a.json:
-        print(json.dumps(info, indent=2))
-    else:
-        print(f"Input: {a.input} ({info['format']}, {info['file_bytes']} bytes)")
-        print(f"  GVC v{h.version} {h.mode.upper()}, {h.width}x{h.height}, {h.fps} fps, "
-              f"{h.frame_count or 'unknown'} frames, GOP {h.gop_length} (overlap {h.gop_overlap})")
-        print(f"  prior {h.prior_id} sha256 {h.prior_sha256.hex()[:16]}…, steps {h.steps} (ODE tail {h.ode_tail}), "
-              f"γ {h.gamma:g}, shift {h.shift:g}, seed {h.seed}, K {h.codebook_k}, M {h.codebook_m}/{h.codebook_m_tail}, "
-              f"codebook span {h.codebook_span or 'whole GOP'}")
-        for g in gops:
-            if "error" in g:
-                print(f"  damaged unit: {g['error']}")
-            else:
-                print(f"  GOP {g['gop']:4d} frames {g['first_frame']}+{g['frames']} {g['bytes']:7d} B "
-                      f"(indices {g['index_bytes']}, anchors {g['anchor_bytes']}, residual {g['residual_bytes']})"
-                      f"{' key' if g['keyframe'] else ''}")
+    info = probe(a.input)
+    print(json.dumps(info, indent=2) if a.json else text(a.input, info))
     return info
 
 
@@ -185,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("input", help="a .mkv or .gvc GVC stream, or '-' for an elementary stream on stdin")
     d.add_argument("-o", "--output", required=True, help="output .y4m, .mp4/.mkv (lossless x264) or '-' (y4m on stdout)")
     add_decode_options(d)
-    i = sub.add_parser("info", help="print the sequence header and per-GOP sizes")
+    i = sub.add_parser("info", help="tracks, sequence header, per-GOP time ranges, keyframes and payload sizes")
     i.add_argument("input")
     i.add_argument("--json", action="store_true", help="machine-readable output")
     return p

@@ -89,7 +89,7 @@ def test_elementary_stream_on_stdout(tmp_path, small_clip_y4m):
     (tmp_path / "x.gvc").write_bytes(p.stdout)
     info = run(GVC + ["info", str(tmp_path / "x.gvc"), "--json"])
     j = json.loads(info.stdout)
-    assert j["format"] == "gvc" and j["header"]["frame_count"] == 0 and len(j["gops"]) == 1
+    assert j["format"]["name"] == "gvc" and j["header"]["frame_count"] == 0 and len(j["gops"]) == 1
 
 
 def test_info_text_and_json(encoded):
