@@ -103,9 +103,9 @@ def text(path, info: dict) -> str:
     lines.append(f"  prior {h['prior_id']} sha256 {h['prior_sha256'][:16]}…, steps {h['steps']} (ODE tail {h['ode_tail']}), "
                  f"γ {h['gamma']:g}, shift {h['shift']:g}, seed {h['seed']}, K {h['codebook_k']}, "
                  f"M {h['codebook_m']}/{h['codebook_m_tail']}, codebook span {h['codebook_span'] or 'whole GOP'}")
-    lines.append("   GOP  time (s)            frames   key    bytes  indices  anchors  residual")
+    lines.append("  GOP       time (s)           frames      key    bytes  indices  anchors  residual")
     for g in info["gops"]:
-        lines.append(f"  {g['gop']:4d}  {g['start_time']:8.3f}-{g['end_time']:<8.3f}  {g['pts']:5d}+{g['frames']:<4d} "
+        lines.append(f"  GOP {g['gop']:4d}  {g['start_time']:8.3f}-{g['end_time']:<8.3f}  {g['pts']:5d}+{g['frames']:<4d} "
                      f"{'key' if g['keyframe'] else '   '}  {g['bytes']:7d}  {g['index_bytes']:7d}  "
                      f"{g['anchor_bytes']:7d}  {g['residual_bytes']:8d}")
     for d in info["damaged"]:
