@@ -23,7 +23,8 @@
  * Damage: a packet that fails its CRC or syntax returns GVC_EBITSTREAM and yields no frames; the
  * decoder stays usable. A GOP missing between two packets (its packet lost, or rejected) is
  * concealed: its frames are the last good frame repeated, with their own pts, and
- * gvc_decoder_problems() counts it. A GOP whose decoded frames differ from the encoder's hash (another
+ * gvc_decoder_problems() counts it. A packet that parses but cannot be decoded is concealed the same
+ * way (frames queued) and its call returns GVC_EBITSTREAM. A GOP whose decoded frames differ from the encoder's hash (another
  * platform) is output and counted as well.
  *
  * Threading: every function may be called from any thread. Calls on one decoder are serialised (a
