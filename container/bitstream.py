@@ -274,21 +274,21 @@ class SequenceHeader:
     latent_channels: int
     spatial_stride: int
     temporal_stride: int
-    steps: int = 20
-    ode_tail: int = 3
-    gamma: float = 3.0
-    shift: float = 3.0
-    seed: int = 0
-    codebook_k: int = 256
-    codebook_m: int = 8
-    codebook_m_tail: int = 8
-    tail_latent_frames: int = 0
+    steps: int  # the codec's settings: no defaults here, CodecConfig holds them (gvc/codec.py make_header)
+    ode_tail: int
+    gamma: float
+    shift: float
+    seed: int
+    codebook_k: int
+    codebook_m: int
+    codebook_m_tail: int
+    tail_latent_frames: int
+    codebook_span: int  # latent frames per codebook set; 0 = the whole GOP latent
     pixel_format: str = "yuv420p"
     color_range: str = "tv"
     index_coding: str = "combinatorial"
     entropy_coder: str = "ans-laplace"
     profile: int = 0
-    codebook_span: int = 1  # latent frames per codebook set; 0 = the whole GOP latent
     compute_dtype: str = "fp32"  # transformer arithmetic the encoder used; the decoder replays it
     codebook_family: str = "gaussian"
     version: int = VERSION

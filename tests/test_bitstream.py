@@ -191,7 +191,8 @@ def test_elementary_stream_round_trip(gops, h):
 def _header(**kw):
     base = dict(mode="i2v", width=352, height=288, fps=Fraction(30000, 1001), frame_count=65, gop_length=33,
                 gop_overlap=1, prior_id="analytic-v1", prior_sha256=bytes(range(32)), latent_channels=16,
-                spatial_stride=8, temporal_stride=1, codebook_m_tail=16, tail_latent_frames=2)
+                spatial_stride=8, temporal_stride=1, steps=20, ode_tail=3, gamma=3.0, shift=3.0, seed=0, codebook_k=256,
+                codebook_m=8, codebook_m_tail=16, tail_latent_frames=2, codebook_span=1)
     return bs.SequenceHeader(**{**base, **kw})
 
 
