@@ -81,9 +81,6 @@ class DefinedEnum(cs.Enum):
 class UnsignedBits(cs.BitsInteger):
     """An unsigned integer of n bits, MSB first, where n may be 0 (the value is then 0, no bits)."""
 
-    def __init__(self, length):
-        super().__init__(length)
-
     def _parse(self, stream, context, path):
         return 0 if cs.evaluate(self.length, context) == 0 else super()._parse(stream, context, path)
 
@@ -256,8 +253,8 @@ def parse_syntax(syntax: cs.Construct, data: bytes, what: str, **params):
 
 
 def _unsupported_version(version: int) -> str:
-    return (f"bitstream version {version} is not supported: this decoder reads version {VERSION} only "
-            f"(re-encode the source with this GVC)")
+    why = "re-encode the source with this GVC" if version < VERSION else "a newer GVC wrote it"
+    return f"bitstream version {version} is not supported: this decoder reads version {VERSION} only ({why})"
 
 
 @dataclass
@@ -541,6 +538,7 @@ class UnitReader:
         self._stream = stream
         self._buf = bytearray()
         self._eof = False
+        self._first = True
 
     def _fill(self, n: int) -> bool:
         while len(self._buf) < n and not self._eof:
@@ -577,9 +575,11 @@ class UnitReader:
                 self._skip_to_sync(1)
                 yield BitstreamError("lost sync: skipped damaged bytes to the next unit")
                 continue
-            legacy = _legacy_version(bytes(self._buf[:10]))
-            if legacy is not None:
-                raise BitstreamError(_unsupported_version(legacy))
+            if self._first:
+                legacy = _legacy_version(bytes(self._buf[:10]))
+                if legacy is not None:
+                    raise BitstreamError(_unsupported_version(legacy))
+                self._first = False
             try:
                 _, length, prefix = _unit_prefix(bytes(self._buf[:UNIT_PREFIX_MAX_BYTES]))
             except BitstreamError as e:

@@ -235,6 +235,8 @@ def test_absurd_inner_length_is_an_error_not_an_allocation():
 
 def test_header_limits_enforced_on_parse():
     payload = bytearray(bs.parse_unit(_header().to_bytes())[1])
+    with pytest.raises(BitstreamError, match=r"^bitstream version 4 is not supported: .* \(a newer GVC wrote it\)$"):
+        bs.SequenceHeader.from_payload(bytes([4]) + bytes(payload[1:]))
     payload[3:5] = bs.cs.VarInt.build(60000)[:2]  # width 352 (2 bytes) -> 60000 (3 bytes) overlaps height
     with pytest.raises(BitstreamError):
         bs.SequenceHeader.from_payload(bytes(payload))
