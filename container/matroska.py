@@ -616,13 +616,11 @@ class MatroskaReader:
 
         found: dict[int, bytes] = {}
         seek_targets: dict[int, int] = {}
-        self._first_cluster: int | None = None
         for _ in range(MAX_IDLE_ELEMENTS):
             if self._seg_end is not None and inp.pos >= self._seg_end or inp.at_end():
                 break
             el_id, el_size, el_hlen = inp.header(self._seg_end)
             if el_id == CLUSTER:
-                self._first_cluster = inp.pos
                 break
             inp.skip(el_hlen)
             if el_id in _HEADER_ELEMENTS and el_id not in found:
@@ -637,14 +635,14 @@ class MatroskaReader:
                 inp.skip(el_size)
         else:
             raise BitstreamError(f"invalid Matroska: more than {MAX_IDLE_ELEMENTS} elements before the first Cluster")
+        self._first_cluster = inp.pos  # where the blocks start (or the data ends)
         if inp.seekable:  # header elements only the SeekHead points to (FFmpeg writes Tags after the clusters)
             for el_id, rel in seek_targets.items():
                 if el_id in _HEADER_ELEMENTS and el_id != SEEK_HEAD and el_id not in found:
                     data = self._load_at(el_id, self._seg_start + rel)
                     if data is not None:
                         found[el_id] = data
-            if self._first_cluster is not None:
-                inp.seek(self._first_cluster)
+            inp.seek(self._first_cluster)
 
         if TRACKS not in found:
             raise BitstreamError("invalid Matroska: no Tracks element")
@@ -823,8 +821,6 @@ class MatroskaReader:
         if self._read_blocks and not self._in.seekable:
             raise BitstreamError("the Matroska blocks of a pipe can be read only once")
         self._read_blocks = True
-        if self._first_cluster is None:
-            return
         inp, seg_end = self._in, self._seg_end
         if inp.seekable:
             inp.seek(self._first_cluster)
