@@ -150,7 +150,9 @@ def run_info(a: argparse.Namespace) -> dict:
                          "anchor_bytes": sum(len(x.data) for x in u.anchors), "residual_bytes": len(u.residual or b"")})
         header = {k: (v.hex() if isinstance(v, bytes) else str(v) if k == "fps" else v) for k, v in vars(h).items()}
         info = {"format": r.info.fmt, "file_bytes": r.info.file_bytes, "header_bytes": len(h.to_bytes()),
-                "header": header, "tags": r.info.tags, "gops": gops}
+                "header": header, "tags": r.info.tags, "warnings": r.info.warnings, "gops": gops}
+    for w in r.info.warnings:
+        print(f"gvc: warning: {w}", file=sys.stderr)
     if a.json:
         print(json.dumps(info, indent=2))
     else:

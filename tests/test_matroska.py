@@ -6,6 +6,7 @@ import io
 import os
 import random
 import subprocess
+import sys
 import threading
 from fractions import Fraction
 
@@ -285,3 +286,60 @@ def test_overhead_is_small():
     assert header - len(SEQ_HEADER) < 120
     # per block: BlockGroup framing and duration, plus a Cluster and a CuePoint per keyframe
     assert (total - header - 40000) / 10 < 30
+
+
+# --------------------------------------------------------------------------------------------- GVC streams
+def test_container_parses_matroska_itself():
+    """Each file is parsed once, by our EBML walk: container/ imports no PyAV."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "container"
+    for path in root.glob("*.py"):
+        assert not re.search(r"^\s*(import av|from av)\b", path.read_text(), re.M), path
+
+
+@pytest.fixture(scope="module")
+def one_gop_t2v(tmp_path_factory, clip, ffmpeg):
+    """A 1-GOP T2V stream from the CLI (lean, the default) as .mkv, and the same units as .gvc."""
+    from container.io import StreamReader, StreamWriter
+
+    d = tmp_path_factory.mktemp("t2v")
+    y4m = d / "c5.y4m"
+    subprocess.run([ffmpeg, "-v", "error", "-i", str(clip("carphone_176x144.mp4")), "-frames:v", "5",
+                    "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", str(y4m)], check=True)
+    mkv = d / "t.mkv"
+    fast = ["--quality", "2", "--gop-length", "5", "--steps", "4", "--ode-tail", "1", "--prior", "analytic", "-q"]
+    p = subprocess.run([sys.executable, "-m", "gvc.cli", "encode", str(y4m), "-o", str(mkv), "--mode", "t2v"] + fast,
+                       capture_output=True)
+    assert p.returncode == 0, p.stderr.decode()
+    with StreamReader(str(mkv)) as r:
+        header, units = r.header, list(r.units())
+    assert len(units) == 1
+    with StreamWriter(str(d / "t.gvc"), header, fmt="gvc") as w:
+        w.write(units[0], 0, 5)
+    return mkv, d / "t.gvc", y4m, fast
+
+
+def test_lean_mkv_costs_at_most_250_bytes_over_gvc(one_gop_t2v, ffmpeg):
+    mkv, gvc, _, _ = one_gop_t2v
+    overhead = mkv.stat().st_size - gvc.stat().st_size
+    assert 0 < overhead <= 250, overhead
+    info = _ffmpeg_info(ffmpeg, mkv)
+    streams = [line for line in info.splitlines() if "Stream #" in line]
+    assert len(streams) == 1 and "Video: none (GVC1 / 0x31435647)" in streams[0], info  # no Attachment stream
+    assert "Duration: 00:00:00.17" in info and "ENCODER_SETTINGS" not in info, info
+
+
+def test_full_tags_on_request(one_gop_t2v, ffmpeg, tmp_path):
+    mkv, _, y4m, fast = one_gop_t2v
+    full = tmp_path / "full.mkv"
+    p = subprocess.run([sys.executable, "-m", "gvc.cli", "encode", str(y4m), "-o", str(full), "--mode", "t2v",
+                        "--tags", "full"] + fast, capture_output=True)
+    assert p.returncode == 0, p.stderr.decode()
+    info = _ffmpeg_info(ffmpeg, full)
+    assert "ENCODER         : GVC" in info and "mode=t2v" in info and "quality=2" in info, info
+    assert len([line for line in info.splitlines() if "Stream #" in line]) == 1
+    with MatroskaReader(full) as a, MatroskaReader(mkv) as b:
+        assert a.tags["ENCODER_SETTINGS"].startswith("mode=t2v") and b.tags == {}
+        assert [p.data for p in a.packets()] == [p.data for p in b.packets()]  # tags change no stream byte

@@ -318,7 +318,7 @@ def four_gops(tmp_path_factory, clip, ffmpeg):
     for u in units:
         pos += len(u.to_bytes())
         unit_ends.append(pos)
-    return {"seekable": seekable, "live": d / "l.mkv", "gvc": d / "s.gvc", "units": units, "unit_ends": unit_ends,
+    return {"seekable": seekable, "live": d / "l.mkv", "gvc": d / "s.gvc", "units": units, "times": times, "unit_ends": unit_ends,
             "full": decode(seekable)[0], "dir": d}
 
 
@@ -368,3 +368,24 @@ def test_cli_reports_a_cut_mkv_as_damage_and_keeps_the_output(four_gops, tmp_pat
     assert "truncated Matroska file" in err and "GOP 3 missing at end of stream" in err, err
     assert err.strip().splitlines()[-1].startswith("gvc: error: damaged stream")
     assert (tmp_path / "o.y4m").stat().st_size > 0
+
+
+def test_gvc_info_warns_about_a_hostile_frame_rate_tag(four_gops, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from container.io import StreamReader, StreamWriter
+
+    path = tmp_path / "tag.mkv"
+    with StreamReader(str(four_gops["seekable"])) as r, \
+            StreamWriter(str(path), r.header, tags={"GVC_FRAME_RATX": "1e99999999"}, tag_level="full") as w:
+        for u, t in zip(r.units(), four_gops["times"]):
+            w.write(u, *t)
+    path.write_bytes(path.read_bytes().replace(b"GVC_FRAME_RATX", b"GVC_FRAME_RATE"))
+    p = subprocess.run([sys.executable, "-m", "gvc.cli", "info", str(path), "--json"], capture_output=True, timeout=120)
+    err = p.stderr.decode()
+    assert p.returncode == 0 and "Traceback" not in err, err
+    assert "gvc: warning: Matroska tag GVC_FRAME_RATE='1e99999999' is not a frame rate" in err, err
+    info = json.loads(p.stdout)
+    assert len(info["gops"]) == 4 and info["header"]["fps"] == "30000/1001" and len(info["warnings"]) == 1
