@@ -63,8 +63,9 @@ def _read(reader_iter: Iterator[np.ndarray], n: int) -> list[np.ndarray]:
 
 
 def encode_stream(reader, out_path, config: CodecConfig, *, prior="default", device="cpu", max_frames=None,
-                  target_kbps: float | None = None, recon_writer=None, quiet=False, fmt=None) -> EncodeReport:
-    """Encode frames from a VideoReader (ffmpeg_bridge.video_io) into out_path (.mkv or .gvc or '-')."""
+                  target_kbps: float | None = None, recon_writer=None, quiet=False, fmt=None, tags="lean") -> EncodeReport:
+    """Encode frames from a VideoReader (ffmpeg_bridge.video_io) into out_path (.mkv or .gvc or '-');
+    ``tags="full"`` writes the encoder and its settings as Matroska tags (see container.io.TAG_LEVELS)."""
     info = reader.info
     total = info.frames
     if max_frames is not None and total is not None:
@@ -72,7 +73,7 @@ def encode_stream(reader, out_path, config: CodecConfig, *, prior="default", dev
     prior_obj = load_prior(prior, device=device)
     enc = Encoder(prior_obj, config, width=info.width, height=info.height, fps=info.fps, frame_count=total, device=device)
     h = enc.header
-    tags = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": _settings_string(config, prior_obj.name, target_kbps)}
+    tag_values = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": _settings_string(config, prior_obj.name, target_kbps)}
     report = EncodeReport(h)
     frames_left = max_frames
     src = iter(reader)
@@ -82,7 +83,7 @@ def encode_stream(reader, out_path, config: CodecConfig, *, prior="default", dev
     est_gops = -(-max(total - h.gop_overlap, 1) // step) if total else None
     bar = Progress(total=est_gops * h.steps if est_gops else None, desc="encode", unit="step", quiet=quiet)
     rc = _RateController(enc, target_kbps) if target_kbps else None
-    with StreamWriter(out_path, h, tags=tags, fmt=fmt) as writer:
+    with StreamWriter(out_path, h, tags=tag_values, fmt=fmt, tag_level=tags) as writer:
         if rc:
             rc.spent_bits = 8 * writer.bytes_written
         index = 0
