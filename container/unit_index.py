@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from gvc.errors import BitstreamError
 
-from .bitstream import SYNC, UNIT_OVERHEAD_BYTES, GopUnit, parse_unit
+from .bitstream import CRC_BYTES, SYNC, UNIT_PREFIX_MAX_BYTES, GopUnit, _unit_prefix, parse_unit
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,9 @@ def scan_units(f) -> list[UnitEntry]:
     with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         entries, pos = [], data.find(SYNC)
         while pos >= 0:
-            length = int.from_bytes(data[pos + 5:pos + 9], "big")
-            end = pos + UNIT_OVERHEAD_BYTES + length
             try:
+                _, length, prefix = _unit_prefix(data[pos:pos + UNIT_PREFIX_MAX_BYTES])
+                end = pos + prefix + length + CRC_BYTES
                 kind, payload = parse_unit(data[pos:end])
                 if kind == "gop":
                     u = GopUnit.from_payload(payload)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from container.bitstream import UNIT_OVERHEAD_BYTES, GopUnit, SequenceHeader
+from container.bitstream import GopUnit, SequenceHeader
 from container.io import StreamReader
 from .errors import GVCError
 from .seek import output_start
@@ -79,8 +79,7 @@ def probe(path) -> dict:
         "tracks": tracks(path, info.fmt, h, frames),
         "header_bytes": len(h.to_bytes()), "header": header,
         "keyframes": sum(g["keyframe"] for g in gops),
-        "gops": gops, "damaged": damaged,
-        "unit_overhead_bytes": UNIT_OVERHEAD_BYTES,
+        "gops": gops, "damaged": damaged, "warnings": list(getattr(info, "warnings", [])),
     }
 
 

@@ -112,7 +112,7 @@ def test_errors_come_back_as_one_line(example, stream, tmp_path):
     assert p.returncode == 1
     assert b"stream was encoded with prior 'analytic-v1'" in p.stderr and b"Traceback" not in p.stderr
     garbage = tmp_path / "g.gvc"
-    garbage.write_bytes(b"GVCU\x01\x00\x00\x00\x04abcd\x00\x00\x00\x00")
+    garbage.write_bytes(b"GVCU\x01\x04abcd\x00\x00\x00\x00")  # a 4-byte header unit, wrong CRC
     p = run_c(example, garbage, tmp_path / "y.y4m")
     assert p.returncode == 1 and b"CRC-32 mismatch" in p.stderr
 

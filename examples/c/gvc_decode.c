@@ -6,7 +6,7 @@
  *   ./gvc_decode in.gvc out.y4m [--rgb] [--prior NAME] [--device cpu]
  *
  * A .gvc file is a sequence of units, each framed as
- *   "GVCU" | type u8 | payload length u32 (big-endian) | payload | CRC-32 u32
+ *   "GVCU" | type u8 | payload length (VarInt: LEB128, 1..4 bytes) | payload | CRC-32 u32
  * (docs/bitstream.md): the first is the sequence header, every other one a GOP packet. This program
  * only splits the file into units; the library checks them. Exit status: 0 clean, 2 decoded with
  * concealed damage, 1 failure.
@@ -17,26 +17,32 @@
 
 #include "gvc.h"
 
-#define UNIT_OVERHEAD 13u /* sync 4 + type 1 + length 4 + CRC 4 */
+#define MAX_UNIT_BYTES (64u << 20)
 
 /* Reads the next unit into *buf (grown as needed). Returns its size, 0 at end of file, -1 on a
-   truncated unit. */
+   truncated or malformed unit. */
 static long read_unit(FILE *f, uint8_t **buf, size_t *cap) {
-    uint8_t head[9];
-    size_t got = fread(head, 1, sizeof head, f);
-    if (got == 0) return 0;
-    if (got < sizeof head || memcmp(head, "GVCU", 4) != 0) return -1;
-    size_t length = ((size_t)head[5] << 24) | ((size_t)head[6] << 16) | ((size_t)head[7] << 8) | head[8];
-    size_t total = length + UNIT_OVERHEAD;
-    if (total > (64u << 20) + UNIT_OVERHEAD) return -1;
+    uint8_t head[9]; /* sync 4, type 1, VarInt length up to 4 */
+    size_t n = fread(head, 1, 5, f), length = 0;
+    if (n == 0) return 0;
+    if (n < 5 || memcmp(head, "GVCU", 4) != 0) return -1;
+    for (int shift = 0;; shift += 7) {
+        int c = fgetc(f);
+        if (c == EOF || n == sizeof head) return -1;
+        head[n++] = (uint8_t)c;
+        length |= (size_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) break;
+    }
+    if (length > MAX_UNIT_BYTES) return -1;
+    size_t total = n + length + 4; /* + CRC-32 */
     if (total > *cap) {
         uint8_t *p = realloc(*buf, total);
         if (!p) return -1;
         *buf = p;
         *cap = total;
     }
-    memcpy(*buf, head, sizeof head);
-    if (fread(*buf + sizeof head, 1, total - sizeof head, f) != total - sizeof head) return -1;
+    memcpy(*buf, head, n);
+    if (fread(*buf + n, 1, total - n, f) != total - n) return -1;
     return (long)total;
 }
 
