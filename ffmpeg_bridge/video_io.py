@@ -24,7 +24,7 @@ import errno
 import io
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -35,9 +35,8 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
 from gvc.errors import InputError
-from gvc.metrics import psnr  # noqa: F401  (re-exported: callers compare frames they read)
 
-__all__ = ["VideoInfo", "VideoReader", "VideoWriter", "psnr", "SUPPORTED_INPUT_PIX_FMTS", "WRITER_PIX_FMTS"]
+__all__ = ["VideoInfo", "VideoReader", "VideoWriter", "SUPPORTED_INPUT_PIX_FMTS", "WRITER_PIX_FMTS"]
 
 MAX_DIMENSION = 16384
 # libavformat's y4m demuxer limits (FFmpeg 8): header line < 128 bytes, FRAME line < 80 bytes (without '\n').
@@ -135,7 +134,7 @@ class VideoInfo:
     width: int
     height: int
     fps: Fraction
-    frames: int | None  # None when unknown (pipe)
+    frames: int | None  # frames the reader gives (max_frames applied); None when unknown (pipe)
     pix_fmt: str  # source pixel format as reported by FFmpeg (e.g. "yuv420p", "yuv420p10le")
 
 
@@ -348,6 +347,8 @@ class VideoReader:
         except BaseException:
             self.close()
             raise
+        if max_frames is not None and self.info.frames is not None:  # the frames this reader will give
+            self.info = replace(self.info, frames=min(self.info.frames, max_frames))
 
     # -- opening ---------------------------------------------------------------------------------------
     def _open(self, source) -> None:

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ffmpeg_bridge.ffmpeg import ffmpeg_exe, ffmpeg_version, run_ffmpeg
-from ffmpeg_bridge.video_io import VideoReader, VideoWriter, psnr
+from ffmpeg_bridge.video_io import VideoReader, VideoWriter
+from gvc.metrics import psnr
 from gvc.errors import InputError
 
 PROJECT = Path(__file__).resolve().parents[1]
