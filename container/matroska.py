@@ -105,8 +105,8 @@ def _time_to_frame(t: Fraction, fps: Fraction) -> int:
 
 def _version() -> str:
     try:
-        import gvc
-        return str(gvc.__version__)
+        from gvc._version import __version__
+        return __version__
     except Exception:  # pragma: no cover - gvc is always importable in the project
         return "unknown"
 
