@@ -14,7 +14,6 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field, fields
-from fractions import Fraction
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -138,30 +137,6 @@ class DecodeReport:
         return {"frames": self.frames, "gops": self.gops, "problems": [str(e) for e in self.events], "header": self.header}
 
 
-@dataclass
-class FramesSource:
-    """Frames already in memory as an encode source (what encode_stream reads: ``info`` and iteration)."""
-
-    frames: list[np.ndarray]
-    fps: Fraction
-
-    @property
-    def info(self):
-        h, w = self.frames[0].shape[:2]
-        return _SourceInfo(w, h, Fraction(self.fps), len(self.frames))
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        return iter(self.frames)
-
-
-@dataclass(frozen=True)
-class _SourceInfo:
-    width: int
-    height: int
-    fps: Fraction
-    frames: int | None
-
-
 OnGop = Callable[[GopRecord], None]
 OnStep = Callable[[int], None]
 
@@ -179,7 +154,7 @@ def _read(frames: Iterator[np.ndarray], n: int) -> list[np.ndarray]:
 def encode_stream(source, out, config: CodecConfig, *, on_gop: OnGop | None = None, on_step: OnStep | None = None,
                   recon=None, fmt: str | None = None) -> EncodeReport:
     """Encode the frames of `source` (an object with ``info`` (width, height, fps, frames or None) that iterates
-    uint8 RGB frames: a ffmpeg_bridge VideoReader or a :class:`FramesSource`) into `out` (.mkv, .gvc, '-' or a
+    uint8 RGB frames, e.g. a ffmpeg_bridge VideoReader) into `out` (.mkv, .gvc, '-' or a
     binary file). `recon` (write(frame)) receives the reconstruction, `on_step` every sampler step."""
     info = source.info
     codec = GopCodec.for_encoding(load_prior(config.prior, device=config.device), config, width=info.width,
@@ -361,5 +336,5 @@ class _SequenceDecoder:
             self.on_gop(record)
 
 
-__all__ = ["DecodeEvent", "DecodeReport", "EncodeReport", "FramesSource", "GopRecord", "Problem", "decode_stream",
+__all__ = ["DecodeEvent", "DecodeReport", "EncodeReport", "GopRecord", "Problem", "decode_stream",
            "encode_stream", "settings_string"]
