@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from container.bitstream import Anchor, GopUnit, SequenceHeader, frame_hash
+from container.bitstream import MODE_ANCHOR_ROLES, Anchor, GopUnit, SequenceHeader, check_gop, frame_hash
 from . import anchors as anchor_codec
 from .codebook import CodebookSearch, atoms, combine
 from .config import CodecConfig, codebook_size
@@ -142,6 +142,14 @@ def check_device(prior: FlowPrior, device: torch.device) -> None:
                              f"load it with device={device.type!r}")
 
 
+def check_supported(header: SequenceHeader) -> None:
+    """Header fields this decoder has one implementation of (the syntax defines more values)."""
+    if header.compute_dtype != "fp32":
+        raise BitstreamError(f"stream needs {header.compute_dtype} transformer arithmetic; this decoder replays fp32 only")
+    if header.codebook_family != "gaussian":
+        raise BitstreamError(f"stream uses the {header.codebook_family} codebook family; this decoder has the gaussian one only")
+
+
 def check_prior(prior: FlowPrior, header: SequenceHeader) -> None:
     g = prior.geometry
     if prior.weights_sha256() != header.prior_sha256:
@@ -164,6 +172,7 @@ class GopCodec:
                  config: CodecConfig | None = None):
         """A decoder for `header`; with the `config` the header was made from (see :meth:`for_encoding`), also an encoder."""
         self.prior, self.header, self.config, self.device = prior, header, config, torch.device(device)
+        check_supported(header)
         if config is None:
             check_prior(prior, header)
         check_device(prior, self.device)
@@ -232,18 +241,16 @@ class GopCodec:
         return self._searches[(k, dim)]
 
     def _anchor_roles(self, plan: GopPlan) -> list[str]:
-        """Anchors a GOP unit carries: the first GOP's first frame (I2V, FLF2V), every FLF2V GOP's last frame."""
-        mode = self.header.mode
-        return [role for role, needed in (("first", mode != "t2v" and plan.index == 0),
-                                          ("last", mode == "flf2v" and plan.length > 1)) if needed]
+        """Anchors a GOP unit carries, of those its mode allows: the first frame in GOP 0, the last in a GOP of 2+ frames."""
+        return [role for role in MODE_ANCHOR_ROLES[self.header.mode]
+                if (plan.index == 0 if role == "first" else plan.length > 1)]
 
     # -- decompress ----------------------------------------------------------------------------------
     def decode(self, unit: GopUnit, progress: Callable[[int], None] | None = None, *,
                residual: torch.Tensor | None = None) -> list[np.ndarray]:
         """The frames GOP `unit` outputs. `residual` replaces the unit's residual payload by a latent (studies)."""
+        check_gop(unit, self.header)
         plan = self.plan(unit.gop_index, unit.frame_count)
-        if unit.first_frame != plan.first_frame:
-            raise BitstreamError(f"GOP {unit.gop_index} claims first frame {unit.first_frame}, the header implies {plan.first_frame}")
         ctx = _GopContext(self.prior, self.header, plan, self.device)
         first, last = self._references(plan, unit)
         n_sets = len(ctx.sets)
@@ -269,8 +276,9 @@ class GopCodec:
     # -- both sides ----------------------------------------------------------------------------------
     def _references(self, plan: GopPlan, unit: GopUnit) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The decoded first and last reference frames a GOP is conditioned on (identical on both sides)."""
-        mode = self.header.mode
-        images = {a.role: anchor_codec.decode_anchor(a.codec, a.data) for a in unit.anchors}
+        h = self.header
+        mode = h.mode
+        images = {a.role: anchor_codec.decode_anchor(a.codec, a.data, size=(h.width, h.height)) for a in unit.anchors}
         first = last = None
         if mode != "t2v":
             first = images.get("first") if plan.index == 0 else self._carry.get(plan.index - 1)

@@ -152,20 +152,21 @@ def _read(frames: Iterator[np.ndarray], n: int) -> list[np.ndarray]:
 
 
 def encode_stream(source, out, config: CodecConfig, *, on_gop: OnGop | None = None, on_step: OnStep | None = None,
-                  recon=None, fmt: str | None = None) -> EncodeReport:
+                  recon=None, fmt: str | None = None, tags: str = "lean") -> EncodeReport:
     """Encode the frames of `source` (an object with ``info`` (width, height, fps, frames or None) that iterates
     uint8 RGB frames, e.g. a ffmpeg_bridge VideoReader) into `out` (.mkv, .gvc, '-' or a
-    binary file). `recon` (write(frame)) receives the reconstruction, `on_step` every sampler step."""
+    binary file). `recon` (write(frame)) receives the reconstruction, `on_step` every sampler step; ``tags="full"``
+    writes the encoder and its settings as Matroska tags (see container.io.TAG_LEVELS)."""
     info = source.info
     codec = GopCodec.for_encoding(load_prior(config.prior, device=config.device), config, width=info.width,
                                   height=info.height, fps=info.fps, frame_count=info.frames, device=config.device)
     h = codec.header
-    tags = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": settings_string(config, codec.prior.name)}
+    tag_values = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": settings_string(config, codec.prior.name)}
     report = EncodeReport(h)
     frames_in = iter(source)
     carry: list[np.ndarray] = []
     t0 = time.perf_counter()
-    with StreamWriter(out, h, tags=tags, fmt=fmt) as writer:
+    with StreamWriter(out, h, tags=tag_values, fmt=fmt, tag_level=tags) as writer:
         rc = _RateController(codec, config.target_kbps, writer.bytes_written) if config.target_kbps else None
         index = 0
         while True:
