@@ -159,7 +159,7 @@ class MkvBlock:
     """A block of any track, timed in nanoseconds (Matroska's own unit, TimestampScale applied)."""
     track: int
     data: bytes
-    time_ns: int
+    time_ns: int  # the stored time; FFmpeg presents an audio block at time_ns - its track's codec_delay
     duration_ns: int | None  # None: the block carries none and its track has no DefaultDuration
     keyframe: bool
 
@@ -325,10 +325,12 @@ class MatroskaWriter:
 
     # -- clusters
     def _start_cluster(self, ts: int) -> None:
+        """Open a Cluster at ``ts`` (at 0 for a negative time, e.g. AAC priming: its block sits before it)."""
         self._end_cluster()
-        self._cluster_ts = ts
-        self._cluster_at = self._pos + len(encode_id(CLUSTER))
-        self._emit(encode_id(CLUSTER) + b"\x1f\xff\xff\xff" + uint(TIMESTAMP, ts))  # 4-byte unknown size
+        ts = max(ts, 0)
+        head = encode_id(CLUSTER) + b"\x1f\xff\xff\xff" + uint(TIMESTAMP, ts)  # 4-byte unknown size
+        self._cluster_ts, self._cluster_at = ts, self._pos + len(encode_id(CLUSTER))
+        self._emit(head)
 
     def _end_cluster(self) -> None:
         if self._cluster_ts is not None and self._seekable:
