@@ -165,7 +165,7 @@ class StreamReader:
                 yield data
                 continue
             try:
-                yield GopUnit.from_bytes(data)
+                yield GopUnit.from_bytes(data, self.header)
             except BitstreamError as e:
                 yield e
 

@@ -17,7 +17,7 @@ from container.bitstream import GopUnit, SequenceHeader, frame_hash
 from container.io import StreamReader, StreamWriter
 from .metrics import psnr
 from . import __version__
-from .codec import Decoder, Encoder, GopResult, tail_atoms
+from .codec import Decoder, Encoder, GopResult
 from .config import CodecConfig
 from .errors import BitstreamError, ParameterError
 from .progress import Progress
@@ -150,7 +150,7 @@ class _RateController:
         if latent_frames not in self._options:
             cfg, h = self.enc.config, self.enc.header
             tail = h.tail_latent_frames if cfg.mode == "i2v" else 0
-            self._options[latent_frames] = settings(h.steps - h.ode_tail, latent_frames, tail, lambda m: tail_atoms(cfg, m),
+            self._options[latent_frames] = settings(h.steps - h.ode_tail, latent_frames, tail, cfg.tail_atoms,
                                                      h.codebook_span)
         return self._options[latent_frames]
 
