@@ -4,7 +4,6 @@ the ffmpeg binary."""
 
 from __future__ import annotations
 
-import io
 import random
 import subprocess
 from fractions import Fraction
@@ -14,6 +13,7 @@ import pytest
 
 from container.matroska import MatroskaReader, MatroskaWriter, MkvPacket
 from ffmpeg_bridge.tracks import TrackCopier
+from test_matroska import NonSeekable
 
 SEQ_HEADER = bytes(range(100))
 FPS = Fraction(30000, 1001)
@@ -64,17 +64,7 @@ def test_audio_and_subtitle_packets_survive_byte_exact(source, tmp_path, ffmpeg,
     if seekable:
         video = mux(source, str(out))
     else:
-        class Pipe(io.RawIOBase):
-            def __init__(self):
-                self.buf = bytearray()
-
-            def writable(self):
-                return True
-
-            def write(self, b):
-                self.buf += b
-                return len(b)
-        pipe = Pipe()
+        pipe = NonSeekable()
         video = mux(source, pipe)
         out.write_bytes(bytes(pipe.buf))
     audio, subs = source_packets(source, "audio"), source_packets(source, "subtitles")
