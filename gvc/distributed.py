@@ -1,0 +1,599 @@
+"""Segment-parallel encoding and decoding on torch.distributed (one rank per GPU, or CPU processes).
+
+Every rank loads the prior, plans the same GOPs and segments (gvc.segments) and codes its share;
+rank 0 also collects the results in order and writes the one output stream (or video). Launch with
+``torchrun`` (its rendezvous flags give several nodes) or ``gvc-dist --nproc N`` on one host.
+
+Transport and liveness go through the job's c10d store (the TCPStore that torchrun's or rank 0's
+rendezvous created), not through collectives: a result is a key rank 0 polls for, and while polling
+it watches every rank's heartbeat and error keys, so a dead or failing rank ends the run within
+``heartbeat_timeout`` seconds with a message naming the segment it was coding. Collectives (gloo on
+CPU, NCCL on GPU) only agree on the start.
+
+Encoding is byte-identical to ``gvc encode`` with the same input and settings on the same device
+type (on CPU: the same torch thread count per process, which changes float rounding). Finished
+segments are spilled by rank 0 to a directory beside the output; ``resume`` skips the segments found
+there, and the output appears (atomically renamed) only once every segment is in.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from container.bitstream import GopUnit, UnitReader, frame_hash
+from container.io import StreamReader, StreamWriter
+from . import __version__
+from . import anchors as anchor_codec
+from .codec import Decoder, Encoder
+from .config import CodecConfig
+from .errors import BitstreamError, GVCError, InputError, ParameterError
+from .gop import GopPlan, gop_plan, plan_gops
+from .metrics import psnr
+from .pipeline import EncodeReport, _settings_string
+from .priors import load_prior
+from .segments import Segment, require_seekable, assign_blocks, assign_round_robin, plan_segments, refresh_keyframe
+
+POLL_S = 0.05
+HEARTBEAT_S = 1.0
+
+
+class DistributedError(GVCError):
+    """The run failed on some rank; the message names the rank and the segment."""
+
+
+# -- the job: ranks, store, liveness -----------------------------------------------------------------
+
+class Job:
+    """This process's place in a torch.distributed job, and the store results and heartbeats use."""
+
+    def __init__(self, device: str = "cpu", timeout_s: float = 1800.0, heartbeat_timeout_s: float = 60.0):
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.device = device
+        if device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise ParameterError("--device cuda: no CUDA device here")
+            torch.cuda.set_device(self.local_rank)  # one rank per GPU
+            self.device = f"cuda:{self.local_rank}"
+        timeout = timedelta(seconds=timeout_s)
+        store, rank, world = next(dist.rendezvous("env://", timeout=timeout))
+        if (rank, world) != (self.rank, self.world):  # pragma: no cover - env:// reads the same variables
+            raise DistributedError(f"rendezvous gave rank {rank}/{world}, the environment {self.rank}/{self.world}")
+        backend = "nccl" if self.device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend, store=dist.PrefixStore("pg", store), rank=rank, world_size=world, timeout=timeout)
+        # torchrun's agent store outlives a restarted attempt: keys of this attempt get their own prefix.
+        self.store = dist.PrefixStore(f"gvc/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+        self._done = False  # this rank's share is in: rank 0 may end the job (and its store) any time now
+        self._beat = threading.Thread(target=self._heartbeat, daemon=True)
+        self._beat.start()
+
+    def _heartbeat(self) -> None:
+        while not self._done:
+            try:
+                self.store.add(f"hb/{self.rank}", 1)
+                if self.rank and self.store.check(["end"]):
+                    if self.store.get("end") == b"abort":
+                        os._exit(1)  # rank 0 gave up and reported why; nothing left to do here
+                    return
+            except Exception:  # the store (rank 0 or the agent) is gone
+                if self.rank and not self._done:
+                    print(f"gvc-dist: error: rank {self.rank} lost contact with rank 0", file=sys.stderr)
+                    os._exit(1)
+                return
+            time.sleep(HEARTBEAT_S)
+
+    @contextmanager
+    def guard(self, what: str):
+        """A failure here ends the run: a worker publishes it for rank 0 to report, rank 0 tells the workers."""
+        try:
+            yield
+        except Exception as e:
+            if self.rank:
+                self.fail(f"rank {self.rank} failed during {what}: {e}")
+            else:
+                self.end(ok=False)
+            raise
+
+    def share(self, key: str, value=None):
+        """Rank 0's `value` (JSON) on every rank. Through the store: a collective would wait forever
+        on a rank that died."""
+        if self.rank == 0:
+            self.store.set(key, json.dumps(value))
+            return value
+        while not self.store.check([key]):
+            time.sleep(POLL_S)
+        return json.loads(self.store.get(key))
+
+    def working_on(self, what: str) -> None:
+        self.store.set(f"at/{self.rank}", what)
+
+    def fail(self, message: str) -> None:
+        self.store.set(f"error/{self.rank}", message)
+
+    def finished(self) -> None:
+        self._done = True
+        self.store.set(f"fin/{self.rank}", "1")
+
+    def end(self, ok: bool) -> None:
+        self.store.set("end", "ok" if ok else "abort")
+
+    def close(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def run_share(job: Job, work: Callable[[], None], describe_error: Callable[[Exception], str]) -> threading.Thread | None:
+    """Run this rank's share of the work; on rank 0 in a thread, since its main thread collects. A failure
+    is published for rank 0 to report (and raised on the other ranks)."""
+
+    def guarded():
+        try:
+            work()
+            job.finished()
+        except Exception as e:  # noqa: BLE001 - every failure must reach rank 0, bugs included
+            job.fail(describe_error(e))
+            if job.rank:
+                raise
+
+    if job.rank == 0:
+        t = threading.Thread(target=guarded, daemon=True)
+        t.start()
+        return t
+    guarded()
+    return None
+
+
+class Collector:
+    """Rank 0: takes results from the store in order while watching every rank's errors and heartbeat."""
+
+    def __init__(self, job: Job):
+        self.job = job
+        self._seen: dict[int, tuple[int, float]] = {}
+
+    def check_ranks(self) -> None:
+        s = self.job.store
+        now = time.monotonic()
+        for r in range(self.job.world):
+            if s.check([f"error/{r}"]):
+                raise DistributedError(s.get(f"error/{r}").decode())
+            if r == 0 or s.check([f"fin/{r}"]):
+                continue
+            beats = s.add(f"hb/{r}", 0)
+            last = self._seen.get(r)
+            if last is None or last[0] != beats:
+                self._seen[r] = (beats, now)
+            elif now - last[1] > self.job.heartbeat_timeout_s:
+                at = s.get(f"at/{r}").decode() if s.check([f"at/{r}"]) else "starting up"
+                raise DistributedError(f"rank {r} died or hangs (no heartbeat for {self.job.heartbeat_timeout_s:g} s) "
+                                       f"while on {at}")
+
+    def take(self, key: str) -> bytes:
+        s = self.job.store
+        while not s.check([key]):
+            self.check_ranks()
+            time.sleep(POLL_S)
+        data = s.get(key)
+        s.delete_key(key)
+        return data
+
+    def present(self, key: str) -> bytes | None:
+        s = self.job.store
+        return s.get(key) if s.check([key]) else None
+
+
+# -- input -----------------------------------------------------------------------------------------
+
+class _Y4MAt(io.RawIOBase):
+    """A y4m file of `frames` fixed-size frames seen from frame `start` on: the header line, then the
+    bytes from that frame."""
+
+    def __init__(self, path: str, frames: int, start: int):
+        self._f = open(path, "rb")
+        header = self._f.readline()
+        per = (os.path.getsize(path) - len(header)) // frames
+        self._f.seek(len(header) + start * per)
+        self._head = header
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        return self._f.readinto(b)
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+class FrameSource:
+    """Frames [a, b) of a seekable video, read forward; y4m files with fixed-size frames are opened at
+    the first frame wanted, other containers are decoded from the start (PyAV decodes every frame
+    anyway; it is the frames' RGB that must equal a sequential read's)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._reader = None
+        self._next = 0  # index of the frame the reader gives next
+        self._kept: list[np.ndarray] = []  # frames [_next - len(_kept), _next)
+
+    def _open_at(self, start: int) -> None:
+        from ffmpeg_bridge.video_io import VideoReader
+
+        self.close()
+        self._reader, self._next = VideoReader(self.path), 0
+        with open(self.path, "rb") as f:
+            y4m_frames = self._reader.info.frames if f.read(8) == b"YUV4MPEG" else None
+        if start and y4m_frames:  # the y4m reader knows the count only when every frame has the same size
+            self._reader.close()
+            self._reader, self._next = VideoReader(io.BufferedReader(_Y4MAt(self.path, y4m_frames, start))), start
+        self._it = iter(self._reader)
+
+    def frames(self, a: int, b: int) -> list[np.ndarray]:
+        if self._reader is None or a < self._next - len(self._kept):
+            self._open_at(a)
+            self._kept = []
+        while self._next < b:
+            f = next(self._it, None)
+            if f is None:
+                raise InputError(f"{self.path} ended at frame {self._next}, frame {b - 1} was expected")
+            self._next += 1
+            if self._next > a:
+                self._kept.append(f)
+        self._kept = self._kept[len(self._kept) - (self._next - a):]
+        return self._kept[: b - a]
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+
+def count_frames(path: str) -> int:
+    """Frames of a video whose container does not say (demuxed, not decoded)."""
+    import av
+
+    with av.open(path) as c:
+        stream = c.streams.video[0]
+        return sum(1 for p in c.demux(stream) if p.size)
+
+
+# -- encoding --------------------------------------------------------------------------------------
+
+@dataclass
+class EncodeSetup:
+    """What every rank derives identically from the input and settings."""
+    config: CodecConfig
+    encoder: Encoder
+    plans: list[GopPlan]
+    segments: list[Segment]
+    tags: dict
+
+    @property
+    def header(self):
+        return self.encoder.header
+
+
+def encode_setup(source: str, config: CodecConfig, *, prior="default", device="cpu", max_frames=None,
+                 refresh: int = 0, segment_gops: int = 1) -> EncodeSetup:
+    from ffmpeg_bridge.video_io import VideoReader
+
+    require_seekable(source, "input")
+    with VideoReader(source) as r:
+        info = r.info
+    # the header's frame count is what a single-process encode writes (0 when the container does not say)
+    header_total = info.frames
+    if max_frames is not None and header_total is not None:
+        header_total = min(header_total, max_frames)
+    total = info.frames if info.frames is not None else count_frames(source)
+    if max_frames is not None:
+        total = min(total, max_frames)
+    if total < 1:
+        raise ParameterError("no frames to encode")
+    prior_obj = load_prior(prior, device=device)
+    enc = Encoder(prior_obj, config, width=info.width, height=info.height, fps=info.fps, frame_count=header_total,
+                  device=device)
+    h = enc.header
+    plans = plan_gops(total, h.gop_length, h.gop_overlap, prior_obj.geometry)
+    segments = plan_segments(plans, config.mode, refresh_keyframe(refresh), segment_gops)
+    tags = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": _settings_string(config, prior_obj.name, None)}
+    return EncodeSetup(config, enc, plans, segments, tags)
+
+
+def encode_segment(setup: EncodeSetup, seg: Segment, source: FrameSource) -> tuple[list[bytes], list[dict]]:
+    """The GOP units (bytes) and per-GOP stats of one segment, as a sequential encode makes them."""
+    enc, plans = setup.encoder, setup.plans
+    frames = source.frames(seg.first_frame, seg.end_frame)
+    prime_encoder(enc, setup.config.mode, seg, frames[0])
+    units, stats = [], []
+    for g in seg.gops:
+        p = plans[g]
+        gop_frames = frames[p.first_frame - seg.first_frame:p.first_frame - seg.first_frame + p.real_frames]
+        res = enc.encode_gop(g, gop_frames)
+        data = res.unit.to_bytes()
+        src_out = gop_frames[p.output_from:]
+        res.stats["bytes"] = len(data)
+        res.stats["psnr"] = sum(psnr(a, b) for a, b in zip(src_out, res.frames)) / len(res.frames)
+        units.append(data)
+        stats.append(res.stats)
+    return units, stats
+
+
+def prime_encoder(enc: Encoder, mode: str, seg: Segment, boundary_frame: np.ndarray) -> None:
+    """Put the encoder in the state a sequential encode has at the segment's first GOP."""
+    enc._last_output = None
+    if mode == "flf2v" and seg.first_gop > 0:
+        # the previous GOP's last anchor: the same deterministic anchor coding of the same source frame
+        codec = enc.config.anchor_codec
+        cid, data = anchor_codec.encode_anchor(boundary_frame, quality=enc.config.anchor_quality,
+                                               **({} if codec is None else {"codec": codec}))
+        enc._last_output = anchor_codec.decode_anchor(cid, data)
+
+
+class Spill:
+    """Rank 0's per-segment spill directory: finished segments survive a failed run for ``resume``."""
+
+    def __init__(self, path: Path, signature: bytes):
+        self.path, self.signature = Path(path), signature
+
+    def _name(self, seg: Segment) -> Path:
+        return self.path / f"gops-{seg.first_gop:06d}-{seg.end_gop:06d}"
+
+    def open(self, resume: bool) -> None:
+        sig = self.path / "signature.bin"
+        if resume and sig.is_file() and sig.read_bytes() != self.signature:
+            raise ParameterError(f"spill directory {self.path} holds segments of another input or other settings: "
+                                 f"remove it or drop --resume")
+        if not resume:
+            self.clear()
+        self.path.mkdir(parents=True, exist_ok=True)
+        _write_atomic(sig, self.signature)
+
+    def done(self, seg: Segment) -> bool:
+        try:
+            units = self.units(seg)
+        except (OSError, GVCError):
+            return False
+        return len(units) == len(seg.gops)
+
+    def units(self, seg: Segment) -> list[bytes]:
+        with open(self._name(seg).with_suffix(".gvcu"), "rb") as f:
+            units = list(UnitReader(f))
+        if any(isinstance(u, BitstreamError) for u in units):
+            raise BitstreamError(f"damaged spill file for {seg.describe()}")
+        return units
+
+    def stats(self, seg: Segment) -> list[dict]:
+        return json.loads(self._name(seg).with_suffix(".json").read_text())
+
+    def put(self, seg: Segment, units: list[bytes], stats: list[dict]) -> None:
+        _write_atomic(self._name(seg).with_suffix(".json"), json.dumps(stats).encode())
+        _write_atomic(self._name(seg).with_suffix(".gvcu"), b"".join(units))  # last: marks the segment done
+
+    def clear(self) -> None:
+        if not self.path.is_dir():
+            return
+        for f in self.path.iterdir():
+            if f.name == "signature.bin" or (f.name.startswith("gops-") and f.suffix in (".gvcu", ".json", ".tmp")):
+                f.unlink()
+        if not any(self.path.iterdir()):
+            self.path.rmdir()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _pack(units: list[bytes], stats: list[dict]) -> bytes:
+    head = json.dumps(stats).encode()
+    return len(head).to_bytes(8, "big") + head + b"".join(units)
+
+
+def _unpack(data: bytes) -> tuple[list[bytes], list[dict]]:
+    n = int.from_bytes(data[:8], "big")
+    return list(UnitReader(io.BytesIO(data[8 + n:]))), json.loads(data[8:8 + n])
+
+
+def encode(job: Job, source: str, out, config: CodecConfig, *, spill_dir: Path, resume: bool = False,
+           prior="default", device="cpu", max_frames=None, refresh: int = 0, segment_gops: int = 1, fmt=None,
+           log: Callable[[str], None] = lambda s: None) -> EncodeReport | None:
+    """Encode `source` over all ranks of `job`; rank 0 writes `out` and returns the report (others: None)."""
+    t0 = time.perf_counter()
+    with job.guard("setup"):
+        setup = encode_setup(source, config, prior=prior, device=device, max_frames=max_frames, refresh=refresh,
+                             segment_gops=segment_gops)
+        spill = Spill(spill_dir, setup.header.to_bytes() + json.dumps([setup.tags, len(setup.plans)]).encode())
+        if job.rank == 0:
+            spill.open(resume)
+            todo = [s.index for s in setup.segments if not (resume and spill.done(s))]
+            if resume:
+                log(f"resume: {len(setup.segments) - len(todo)} of {len(setup.segments)} segments found in {spill.path}")
+    todo = set(job.share("todo", todo if job.rank == 0 else None))
+    pending = [s for s in setup.segments if s.index in todo]
+    mine = assign_blocks(pending, job.world)[job.rank]
+    current: list[Segment] = []
+
+    def work():
+        src = FrameSource(source)
+        try:
+            for seg in mine:
+                current[:] = [seg]
+                job.working_on(seg.describe())
+                units, stats = encode_segment(setup, seg, src)
+                job.store.set(f"seg/{seg.index}", _pack(units, stats))
+        finally:
+            src.close()
+
+    def describe(e: Exception) -> str:
+        where = current[0].describe() if current else "setup"
+        return f"rank {job.rank} failed on {where}: {e}"
+
+    worker = run_share(job, work, describe)
+    if job.rank:
+        return None
+    collector = Collector(job)
+    try:
+        for seg in pending:
+            units, stats = _unpack(collector.take(f"seg/{seg.index}"))
+            spill.put(seg, units, stats)
+    except DistributedError as e:
+        for seg in pending:  # keep what the other ranks finished meanwhile
+            data = collector.present(f"seg/{seg.index}")
+            if data is not None and not spill.done(seg):
+                spill.put(seg, *_unpack(data))
+        kept = sum(spill.done(s) for s in setup.segments)
+        job.end(ok=False)
+        raise DistributedError(f"{e}; {kept} of {len(setup.segments)} segments kept in {spill.path}, "
+                               f"rerun with --resume to finish") from None
+    worker.join()
+    report = write_stream(setup, spill, out, fmt)
+    report.seconds = time.perf_counter() - t0
+    job.end(ok=True)
+    spill.clear()
+    return report
+
+
+def write_stream(setup: EncodeSetup, spill: Spill, out, fmt) -> EncodeReport:
+    """The output stream from the spilled segments, written as a sequential encode writes it."""
+    report = EncodeReport(setup.header)
+    with StreamWriter(out, setup.header, tags=setup.tags, fmt=fmt) as writer:
+        for seg in setup.segments:
+            for data, stats in zip(spill.units(seg), spill.stats(seg)):
+                unit = GopUnit.from_bytes(data)
+                p = setup.plans[unit.gop_index]
+                frames = p.real_frames - p.output_from
+                report.bytes += writer.write(unit, p.first_frame + p.output_from, frames)
+                report.frames += frames
+                report.psnr_sum += stats["psnr"] * frames
+                report.gops.append(stats)
+    report.bytes += len(setup.header.to_bytes())
+    return report
+
+
+# -- decoding --------------------------------------------------------------------------------------
+
+def decode(job: Job, source: str, writer_factory, *, prior=None, device="cpu", verify=True,
+           segment_gops: int = 1, log: Callable[[str], None] = lambda s: None) -> dict | None:
+    """Decode `source` over all ranks; rank 0 writes the frames in order through `writer_factory(header)`
+    and returns what gvc.pipeline.decode_stream returns (others: None)."""
+    with job.guard("setup"):
+        require_seekable(source, "stream")
+        with StreamReader(source) as reader:
+            h = reader.header
+            units: dict[int, GopUnit] = {}
+            damaged = []
+            for u in reader.units():
+                if isinstance(u, BitstreamError):
+                    damaged.append(f"damaged unit after GOP {max(units, default=-1)}: {u}")
+                elif u.gop_index not in units:
+                    units[u.gop_index] = u
+        prior_obj = load_prior(prior or h.prior_id, device=device, header=h)
+        dec = Decoder(prior_obj, h, device=device)
+        geometry = prior_obj.geometry
+        if h.frame_count:
+            plans = plan_gops(h.frame_count, h.gop_length, h.gop_overlap, geometry)
+        else:
+            plans = [gop_plan(g, units[g].frame_count if g in units else h.gop_length, h.gop_length, h.gop_overlap,
+                              geometry) for g in range(max(units, default=-1) + 1)]
+        if not plans:
+            raise BitstreamError("no GOP in the stream")
+
+        def can_start(g: int) -> bool:
+            # a cut needs the segment's first unit (and for FLF2V the previous one, which holds its first anchor)
+            ok = g in units and (h.mode != "flf2v" or g - 1 in units)
+            return ok and (h.mode != "i2v" or units[g].keyframe)
+
+        segments = plan_segments(plans, h.mode, can_start, segment_gops)
+    mine = assign_round_robin(segments, job.world)[job.rank]
+    window = 2 * job.world * max(len(s.gops) for s in segments)  # GOPs of frames the store may hold
+    current: list[Segment] = []
+
+    def work():
+        for seg in mine:
+            current[:] = [seg]
+            job.working_on(seg.describe())
+            prime_decoder(dec, h.mode, seg, units)
+            for g in seg.gops:
+                problems = []
+                if g not in units:
+                    problems.append(f"GOP {g} missing: concealed")
+                    out = dec.conceal_gop(g)
+                else:
+                    try:
+                        out = dec.decode_gop(units[g])
+                    except BitstreamError as e:
+                        problems.append(f"GOP {g}: {e}; concealed")
+                        out = dec.conceal_gop(g)
+                    else:
+                        if verify and frame_hash(out) != units[g].frame_hash:
+                            problems.append(f"GOP {g}: decoded frames differ from the encoder's (frame hash mismatch)")
+                while job.store.add("written", 0) + window <= g:  # bounded memory: wait for rank 0 to catch up
+                    time.sleep(POLL_S)
+                job.store.set(f"gop/{g}", _pack_frames(out, problems))
+
+    def describe(e: Exception) -> str:
+        where = current[0].describe() if current else "setup"
+        return f"rank {job.rank} failed on {where}: {e}"
+
+    worker = run_share(job, work, describe)
+    if job.rank:
+        return None
+    collector = Collector(job)
+    writer = writer_factory(h)
+    problems, frames = list(damaged), 0
+    ok = False
+    try:
+        for g in range(len(plans)):
+            out, found = _unpack_frames(collector.take(f"gop/{g}"), h.height, h.width)
+            problems += found
+            for f in out:
+                writer.write(f)
+            frames += len(out)
+            job.store.add("written", 1)
+        ok = True
+    finally:
+        job.end(ok=ok)
+        writer.close()
+    worker.join()
+    return {"frames": frames, "gops": len(plans), "problems": problems, "header": h}
+
+
+def prime_decoder(dec: Decoder, mode: str, seg: Segment, units: dict[int, GopUnit]) -> None:
+    """Put the decoder in the state a sequential decode has at the segment's first GOP."""
+    dec._last_output = None
+    if mode == "flf2v" and seg.first_gop > 0:
+        last = next(a for a in units[seg.first_gop - 1].anchors if a.role == "last")
+        dec._last_output = anchor_codec.decode_anchor(last.codec, last.data)
+
+
+def _pack_frames(frames: list[np.ndarray], problems: list[str]) -> bytes:
+    head = json.dumps(problems).encode()
+    body = np.stack(frames).tobytes() if frames else b""
+    return len(head).to_bytes(8, "big") + head + body
+
+
+def _unpack_frames(data: bytes, height: int, width: int) -> tuple[list[np.ndarray], list[str]]:
+    n = int.from_bytes(data[:8], "big")
+    arr = np.frombuffer(data[8 + n:], np.uint8).reshape(-1, height, width, 3)
+    return list(arr), json.loads(data[8:8 + n])
