@@ -151,29 +151,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_process(argv: list[str], env: dict[str, str]) -> None:
-    os.environ.update(env)
-    sys.exit(main(argv))
-
-
 def launch_local(argv: list[str], nproc: int) -> int:
-    """Start `nproc` ranks on this host with the environment torchrun would give them, wait for all.
-    A rank that dies is rank 0's to report (within the heartbeat timeout); this only adds a line when
-    rank 0 itself died."""
-    import multiprocessing  # torch.multiprocessing adds tensor sharing, not needed here, and costs an import of torch
+    """Start `nproc` ranks on this host as torchrun does (processes with RANK, WORLD_SIZE, MASTER_ADDR...
+    in their environment) and wait for all. A rank that dies is rank 0's to report (within the
+    heartbeat timeout); this only adds a line when rank 0 itself died."""
+    import subprocess
 
-    ctx = multiprocessing.get_context("spawn")
     base = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(nproc),
             "LOCAL_WORLD_SIZE": str(nproc)}
-    procs = []
-    for r in range(nproc):
-        p = ctx.Process(target=_rank_process, args=(argv, {**base, "RANK": str(r), "LOCAL_RANK": str(r)}), daemon=False)
-        p.start()
-        procs.append(p)
-    for p in procs:
-        p.join()
-    codes = [p.exitcode for p in procs]
-    if codes[0] is not None and codes[0] < 0:
+    cmd = [sys.executable, "-m", "gvc.dist_cli", *argv]
+    procs = [subprocess.Popen(cmd, env={**os.environ, **base, "RANK": str(r), "LOCAL_RANK": str(r)})
+             for r in range(nproc)]
+    codes = [p.wait() for p in procs]
+    if codes[0] < 0:
         print(f"gvc-dist: error: rank 0 was killed (signal {-codes[0]}); finished segments stay in the spill "
               f"directory for --resume", file=sys.stderr)
         return 1

@@ -60,7 +60,9 @@ class DistributedError(GVCError):
 class Job:
     """This process's place in a torch.distributed job, and the store results and heartbeats use."""
 
-    def __init__(self, device: str = "cpu", timeout_s: float = 1800.0, heartbeat_timeout_s: float = 60.0):
+    def __init__(self, device: str = "cpu", timeout_s: float = 300.0, heartbeat_timeout_s: float = 60.0):
+        """timeout_s bounds the start (every rank must join within it); heartbeat_timeout_s the silence
+        of a rank after that."""
         self.rank = int(os.environ.get("RANK", 0))
         self.world = int(os.environ.get("WORLD_SIZE", 1))
         self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -166,7 +168,7 @@ class Collector:
         self.job = job
         self._seen: dict[int, tuple[int, float]] = {}
 
-    def check_ranks(self) -> None:
+    def check_ranks(self, waiting_for: str) -> None:
         s = self.job.store
         now = time.monotonic()
         for r in range(self.job.world):
@@ -179,14 +181,14 @@ class Collector:
             if last is None or last[0] != beats:
                 self._seen[r] = (beats, now)
             elif now - last[1] > self.job.heartbeat_timeout_s:
-                at = s.get(f"at/{r}").decode() if s.check([f"at/{r}"]) else "starting up"
+                at = f"on {s.get(f'at/{r}').decode()}" if s.check([f"at/{r}"]) else "while starting up"
                 raise DistributedError(f"rank {r} died or hangs (no heartbeat for {self.job.heartbeat_timeout_s:g} s) "
-                                       f"while on {at}")
+                                       f"{at}; {waiting_for} not received")
 
-    def take(self, key: str) -> bytes:
+    def take(self, key: str, what: str) -> bytes:
         s = self.job.store
         while not s.check([key]):
-            self.check_ranks()
+            self.check_ranks(what)
             time.sleep(POLL_S)
         data = s.get(key)
         s.delete_key(key)
@@ -455,7 +457,7 @@ def encode(job: Job, source: str, out, config: CodecConfig, *, spill_dir: Path, 
     collector = Collector(job)
     try:
         for seg in pending:
-            units, stats = _unpack(collector.take(f"seg/{seg.index}"))
+            units, stats = _unpack(collector.take(f"seg/{seg.index}", seg.describe()))
             spill.put(seg, units, stats)
     except DistributedError as e:
         for seg in pending:  # keep what the other ranks finished meanwhile
@@ -560,12 +562,13 @@ def decode(job: Job, source: str, writer_factory, *, prior=None, device="cpu", v
     if job.rank:
         return None
     collector = Collector(job)
+    seg_of = {g: s for s in segments for g in s.gops}
     writer = writer_factory(h)
     problems, frames = list(damaged), 0
     ok = False
     try:
         for g in range(len(plans)):
-            out, found = _unpack_frames(collector.take(f"gop/{g}"), h.height, h.width)
+            out, found = _unpack_frames(collector.take(f"gop/{g}", f"GOP {g} of {seg_of[g].describe()}"), h.height, h.width)
             problems += found
             for f in out:
                 writer.write(f)
