@@ -36,6 +36,9 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gamma", type=float, default=3.0, help="SDE diffusion scale γ (default 3.0)")
     g.add_argument("--shift", type=float, default=3.0, help="timestep shift (default 3.0)")
     g.add_argument("--seed", type=int, default=0, help="codebook and initial-noise seed (default 0)")
+    g.add_argument("--refresh", type=int, default=0, metavar="N",
+                   help="I2V: code a first anchor every N GOPs, making that GOP a self-contained keyframe "
+                        "(seek point, end of a damaged GOP's harm); 0 = only GOP 0 (default)")
     g.add_argument("--prompt", default="", help="T2V text prompt stored in the stream (default empty)")
     g.add_argument("--residual-step", type=float, default=0.35,
                    help="I2V tail-latent residual quantiser step; 0 disables the residual (default 0.35)")
@@ -53,7 +56,7 @@ def config_from_args(a: argparse.Namespace) -> CodecConfig:
         mode=a.mode, quality=a.quality, gop_length=a.gop_length, steps=a.steps, ode_tail=a.ode_tail,
         gamma=a.gamma, shift=a.shift, seed=a.seed, prompt=a.prompt,
         residual_step=a.residual_step or None, anchor_quality=a.anchor_quality, anchor_codec=a.anchor_codec,
-        codebook_span=a.codebook_span,
+        codebook_span=a.codebook_span, refresh=a.refresh,
     ).validate()
 
 

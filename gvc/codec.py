@@ -196,7 +196,7 @@ class Encoder:
         quality = cfg.anchor_quality
         codec = cfg.anchor_codec
         if cfg.mode != "t2v":
-            if plan.index == 0:
+            if cfg.codes_first_anchor(plan.index):
                 cid, data = anchor_codec.encode_anchor(frames[0], **_codec_kw(codec), quality=quality)
                 anchors.append(Anchor("first", cid, data))
                 first = anchor_codec.decode_anchor(cid, data)
@@ -232,7 +232,7 @@ class Encoder:
         unit = GopUnit(
             gop_index=plan.index, first_frame=plan.first_frame, frame_count=plan.real_frames,
             codebook_k=k, codebook_m=m, codebook_m_tail=m_tail, m_plus_steps=m_plus_steps,
-            keyframe=cfg.mode == "t2v" or plan.index == 0, prompt=cfg.prompt if cfg.mode == "t2v" else None,
+            keyframe=cfg.mode == "t2v" or cfg.codes_first_anchor(plan.index), prompt=cfg.prompt if cfg.mode == "t2v" else None,
             anchors=anchors, indices=pack_index_sets(chosen, k, ms), residual=residual, frame_hash=frame_hash(out),
         )
         stats = {"gop": plan.index, "frames": len(out), "bytes": len(unit.to_bytes()),
@@ -287,7 +287,10 @@ class Decoder:
         anchors = {a.role: anchor_codec.decode_anchor(a.codec, a.data) for a in unit.anchors}
         first = last = None
         if h.mode != "t2v":
-            first = anchors.get("first") if plan.index == 0 else self._last_output
+            # A GOP with its own coded first anchor (GOP 0, an I2V refresh GOP) does not need the one before.
+            first = anchors.get("first")
+            if first is None and plan.index > 0:
+                first = self._last_output
             if first is None:
                 raise BitstreamError(f"GOP {plan.index} has no first anchor (previous GOP missing?)")
         if h.mode == "flf2v" and plan.length > 1:
@@ -310,6 +313,16 @@ class Decoder:
         out = ctx.decode_frames(x, first, last)
         self._last_output = out[-1] if h.mode == "i2v" else last
         return out
+
+    def skip_gop(self, unit: GopUnit) -> None:
+        """Advance past a GOP whose frames are not wanted (a seek), keeping what the next GOP needs from it:
+        FLF2V takes the next first anchor from this GOP's last anchor (one image decode, no sampling);
+        an I2V GOP must be decoded in full, the chain runs through its last frame; T2V needs nothing."""
+        if self.header.mode == "i2v":
+            self.decode_gop(unit)
+        elif self.header.mode == "flf2v":
+            last = next((a for a in unit.anchors if a.role == "last"), None)
+            self._last_output = None if last is None else anchor_codec.decode_anchor(last.codec, last.data)
 
     def conceal_gop(self, gop_index: int) -> list[np.ndarray]:
         """Frames standing in for a damaged GOP: the last good frame repeated (grey if none)."""

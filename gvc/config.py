@@ -37,6 +37,7 @@ class CodecConfig:
     anchor_quality: float = 50.0
     prompt: str = ""
     codebook_span: int | None = None  # latent frames per codebook set, 0 = whole GOP; None = the prior's default
+    refresh: int = 0  # I2V: a coded first anchor (self-contained keyframe GOP) every N GOPs; 0 = only GOP 0
 
     def validate(self) -> "CodecConfig":
         if self.mode not in MODES:
@@ -57,6 +58,8 @@ class CodecConfig:
             raise ParameterError(f"anchor quality must be in 0..100, got {self.anchor_quality}")
         if self.codebook_span is not None and not 0 <= self.codebook_span <= 1025:
             raise ParameterError(f"codebook span must be in 0..1025 (0 = whole GOP), got {self.codebook_span}")
+        if not 0 <= self.refresh <= 1 << 16:
+            raise ParameterError(f"refresh must be in 0..65536 GOPs (0 = only the first GOP is a keyframe), got {self.refresh}")
         if len(self.prompt.encode()) > 4096:
             raise ParameterError("prompt longer than 4096 bytes")
         return self
@@ -66,6 +69,12 @@ class CodecConfig:
         if self.mode != "i2v":
             return self.quality
         return self.tail_quality or min(2 * self.quality, MAX_QUALITY)
+
+    def codes_first_anchor(self, gop_index: int) -> bool:
+        """Whether GOP `gop_index` carries its own coded first anchor (I2V and FLF2V GOP 0, I2V refresh GOPs)."""
+        if self.mode == "t2v":
+            return False
+        return gop_index == 0 or (self.mode == "i2v" and self.refresh > 0 and gop_index % self.refresh == 0)
 
     @property
     def gop_overlap(self) -> int:
