@@ -103,20 +103,27 @@ def run_rank(a: argparse.Namespace) -> int:
     return code
 
 
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def run_encode(a: argparse.Namespace, job, log) -> None:
     from . import distributed
 
     config = config_from_args(a)
     spill = Path(a.spill or f"{a.output}.segments")
     kw = dict(spill_dir=spill, resume=a.resume, prior=a.prior, device=job.device, max_frames=a.frames,
-              segment_gops=a.segment_gops, fmt=a.format, log=log, refresh=getattr(a, "refresh", 0) or 0)
+              segment_gops=a.segment_gops, fmt=a.format, log=log)
     if job.rank:
         distributed.encode(job, a.input, None, config, **kw)
         return
+    timing: dict = {}
     with atomic_output(a.output) as out:
-        report = distributed.encode(job, a.input, out, config, **kw)
+        report = distributed.encode(job, a.input, out, config, timing=timing, **kw)
     stats = report.as_dict(os.path.getsize(a.output))
-    stats["ranks"] = job.world
+    stats.update(ranks=job.world, threads_per_rank=torch_threads(), timing=timing)
     if a.stats_json:
         with open(a.stats_json, "w") as f:
             json.dump(stats, f, indent=2)

@@ -45,7 +45,7 @@ from .gop import GopPlan, gop_plan, plan_gops
 from .metrics import psnr
 from .pipeline import EncodeReport, _settings_string
 from .priors import load_prior
-from .segments import Segment, require_seekable, assign_blocks, assign_round_robin, plan_segments, refresh_keyframe
+from .segments import Segment, assign_blocks, assign_round_robin, plan_segments, require_seekable
 
 POLL_S = 0.05
 HEARTBEAT_S = 1.0
@@ -296,7 +296,7 @@ class EncodeSetup:
 
 
 def encode_setup(source: str, config: CodecConfig, *, prior="default", device="cpu", max_frames=None,
-                 refresh: int = 0, segment_gops: int = 1) -> EncodeSetup:
+                 segment_gops: int = 1) -> EncodeSetup:
     from ffmpeg_bridge.video_io import VideoReader
 
     require_seekable(source, "input")
@@ -316,7 +316,7 @@ def encode_setup(source: str, config: CodecConfig, *, prior="default", device="c
                   device=device)
     h = enc.header
     plans = plan_gops(total, h.gop_length, h.gop_overlap, prior_obj.geometry)
-    segments = plan_segments(plans, config.mode, refresh_keyframe(refresh), segment_gops)
+    segments = plan_segments(plans, config.mode, config.codes_first_anchor, segment_gops)
     tags = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": _settings_string(config, prior_obj.name, None)}
     return EncodeSetup(config, enc, plans, segments, tags)
 
@@ -418,12 +418,14 @@ def _unpack(data: bytes) -> tuple[list[bytes], list[dict]]:
 
 
 def encode(job: Job, source: str, out, config: CodecConfig, *, spill_dir: Path, resume: bool = False,
-           prior="default", device="cpu", max_frames=None, refresh: int = 0, segment_gops: int = 1, fmt=None,
-           log: Callable[[str], None] = lambda s: None) -> EncodeReport | None:
-    """Encode `source` over all ranks of `job`; rank 0 writes `out` and returns the report (others: None)."""
+           prior="default", device="cpu", max_frames=None, segment_gops: int = 1, fmt=None,
+           log: Callable[[str], None] = lambda s: None, timing: dict | None = None) -> EncodeReport | None:
+    """Encode `source` over all ranks of `job`; rank 0 writes `out` and returns the report (others: None).
+    `timing` (rank 0) receives seconds spent in setup, own share, waiting, collecting and writing."""
     t0 = time.perf_counter()
+    timing = {} if timing is None else timing
     with job.guard("setup"):
-        setup = encode_setup(source, config, prior=prior, device=device, max_frames=max_frames, refresh=refresh,
+        setup = encode_setup(source, config, prior=prior, device=device, max_frames=max_frames,
                              segment_gops=segment_gops)
         spill = Spill(spill_dir, setup.header.to_bytes() + json.dumps([setup.tags, len(setup.plans)]).encode())
         if job.rank == 0:
@@ -451,14 +453,19 @@ def encode(job: Job, source: str, out, config: CodecConfig, *, spill_dir: Path, 
         where = current[0].describe() if current else "setup"
         return f"rank {job.rank} failed on {where}: {e}"
 
+    t_setup = time.perf_counter()
+    timing["setup_s"] = t_setup - t0
     worker = run_share(job, work, describe)
     if job.rank:
         return None
     collector = Collector(job)
+    collect_s = 0.0
     try:
         for seg in pending:
-            units, stats = _unpack(collector.take(f"seg/{seg.index}", seg.describe()))
-            spill.put(seg, units, stats)
+            data = collector.take(f"seg/{seg.index}", seg.describe())
+            t = time.perf_counter()
+            spill.put(seg, *_unpack(data))
+            collect_s += time.perf_counter() - t
     except DistributedError as e:
         for seg in pending:  # keep what the other ranks finished meanwhile
             data = collector.present(f"seg/{seg.index}")
@@ -469,8 +476,11 @@ def encode(job: Job, source: str, out, config: CodecConfig, *, spill_dir: Path, 
         raise DistributedError(f"{e}; {kept} of {len(setup.segments)} segments kept in {spill.path}, "
                                f"rerun with --resume to finish") from None
     worker.join()
+    t_in = time.perf_counter()
     report = write_stream(setup, spill, out, fmt)
     report.seconds = time.perf_counter() - t0
+    timing.update(coded_s=t_in - t_setup, collect_s=collect_s, write_s=time.perf_counter() - t_in,
+                  segments=len(setup.segments), resumed=len(setup.segments) - len(pending))
     job.end(ok=True)
     spill.clear()
     return report

@@ -50,13 +50,6 @@ def is_cut(mode: str, gop: int, keyframe: Callable[[int], bool]) -> bool:
     return keyframe(gop)
 
 
-def refresh_keyframe(refresh: int) -> Callable[[int], bool]:
-    """The encoder's keyframes with ``--refresh N``: every N-th GOP (0 = only GOP 0)."""
-    if refresh < 0:
-        raise ParameterError(f"refresh must be >= 0 GOPs, got {refresh}")
-    return lambda gop: gop == 0 or (refresh > 0 and gop % refresh == 0)
-
-
 def plan_segments(plans: Sequence[GopPlan], mode: str, keyframe: Callable[[int], bool],
                   segment_gops: int = 1) -> list[Segment]:
     """Cut the GOPs of `plans` (in order, GOP i at position i) into segments of at least

@@ -19,7 +19,7 @@ from gvc import cli
 from gvc.config import CodecConfig
 from gvc.gop import plan_gops
 from gvc.priors import AnalyticPrior
-from gvc.segments import assign_blocks, assign_round_robin, plan_segments, refresh_keyframe
+from gvc.segments import assign_blocks, assign_round_robin, plan_segments
 
 FAST = ["--prior", "analytic", "--quality", "2", "--gop-length", "5", "--steps", "4", "--ode-tail", "1", "-q"]
 DIST = [sys.executable, "-m", "gvc.dist_cli"]
@@ -55,23 +55,27 @@ def single(args):
 
 # -- planning --------------------------------------------------------------------------------------
 
+def keyframes(refresh):
+    return CodecConfig(mode="i2v", refresh=refresh).codes_first_anchor
+
+
 def test_segments_cut_where_the_mode_allows():
     geometry = AnalyticPrior().geometry
     chained = plan_gops(41, 5, 1, geometry)  # 10 GOPs sharing boundary frames
-    t2v = plan_segments(plan_gops(40, 5, 0, geometry), "t2v", refresh_keyframe(0), 3)
+    t2v = plan_segments(plan_gops(40, 5, 0, geometry), "t2v", keyframes(0), 3)
     assert [(s.first_gop, s.end_gop) for s in t2v] == [(0, 3), (3, 6), (6, 8)]
     assert (t2v[1].first_frame, t2v[1].end_frame) == (15, 30)
-    flf2v = plan_segments(chained, "flf2v", refresh_keyframe(0), 1)
+    flf2v = plan_segments(chained, "flf2v", keyframes(0), 1)
     assert len(flf2v) == 10 and (flf2v[1].first_frame, flf2v[1].end_frame) == (4, 9)  # the boundary frame shared
-    assert len(plan_segments(chained, "i2v", refresh_keyframe(0), 1)) == 1  # one chain: nothing to cut
-    i2v = plan_segments(chained, "i2v", refresh_keyframe(4), 1)
+    assert len(plan_segments(chained, "i2v", keyframes(0), 1)) == 1  # one chain: nothing to cut
+    i2v = plan_segments(chained, "i2v", keyframes(4), 1)
     assert [(s.first_gop, s.end_gop) for s in i2v] == [(0, 4), (4, 8), (8, 10)]
-    assert [(s.first_gop, s.end_gop) for s in plan_segments(chained, "i2v", refresh_keyframe(4), 5)] == [(0, 8), (8, 10)]
+    assert [(s.first_gop, s.end_gop) for s in plan_segments(chained, "i2v", keyframes(4), 5)] == [(0, 8), (8, 10)]
 
 
 def test_assignment_covers_every_segment_once():
     geometry = AnalyticPrior().geometry
-    segs = plan_segments(plan_gops(50, 5, 0, geometry), "t2v", refresh_keyframe(0), 1)
+    segs = plan_segments(plan_gops(50, 5, 0, geometry), "t2v", keyframes(0), 1)
     for assign in (assign_blocks, assign_round_robin):
         for workers in (1, 2, 3, 4, 16):
             shares = assign(segs, workers)
@@ -83,10 +87,8 @@ def test_assignment_covers_every_segment_once():
 
 # -- two gloo ranks --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("mode,extra", [("t2v", []), ("flf2v", []), ("i2v", ["--refresh", "1"])])
+@pytest.mark.parametrize("mode,extra", [("t2v", []), ("flf2v", []), ("i2v", ["--refresh", "2"])])
 def test_two_ranks_match_one_process(tmp_path, clip13, one_thread, mode, extra):
-    if extra and not hasattr(CodecConfig(), "refresh"):
-        pytest.skip("--refresh not in this build")
     opts = ["--mode", mode, *FAST, *extra]
     ref, out = tmp_path / "one.mkv", tmp_path / "two.mkv"
     single(["encode", str(clip13), "-o", str(ref), *opts])
