@@ -93,14 +93,14 @@ def test_two_ranks_match_one_process(tmp_path, clip13, one_thread, mode, extra):
     ref, out = tmp_path / "one.mkv", tmp_path / "two.mkv"
     single(["encode", str(clip13), "-o", str(ref), *opts])
     p = subprocess.run(DIST + ["encode", str(clip13), "-o", str(out), *opts, "--nproc", "2"], env=ENV,
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert out.read_bytes() == ref.read_bytes()
     assert not os.path.exists(f"{out}.segments")  # spill removed once the stream is whole
 
     single(["decode", str(ref), "-o", str(tmp_path / "one.y4m"), "-q"])
     p = subprocess.run(DIST + ["decode", str(out), "-o", str(tmp_path / "two.y4m"), "-q", "--nproc", "2"], env=ENV,
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=300)
     assert p.returncode == 0 and "warning" not in p.stderr, p.stderr
     a, b = frames_of(tmp_path / "one.y4m"), frames_of(tmp_path / "two.y4m")
     assert len(a) == len(b) == 13 and all(np.array_equal(x, y) for x, y in zip(a, b))
@@ -151,7 +151,7 @@ def test_killed_rank_fails_cleanly_and_resume_completes(tmp_path, clip13, ffmpeg
     kept = sorted(glob.glob(str(spill / "gops-*.gvcu")))
     assert kept, "rank 0's finished segments are spilled"
 
-    p = subprocess.run([a for a in run if a != "-q"] + ["--resume"], env=ENV, capture_output=True, text=True, timeout=120)
+    p = subprocess.run([a for a in run if a != "-q"] + ["--resume"], env=ENV, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert f"resume: {len(kept)} of 12 segments found" in p.stderr
     ref = tmp_path / "one.mkv"
