@@ -19,7 +19,7 @@ import socket
 import sys
 from pathlib import Path
 
-from .cli import HASH_MISMATCH, StreamDamagedError, add_decode_options, add_encode_options, atomic_output, config_from_args
+from .cli import StreamDamagedError, add_decode_options, add_encode_options, atomic_output, config_from_args
 from .errors import GVCError, ParameterError
 from .segments import require_seekable
 
@@ -114,8 +114,8 @@ def run_encode(a: argparse.Namespace, job, log) -> None:
 
     config = config_from_args(a)
     spill = Path(a.spill or f"{a.output}.segments")
-    kw = dict(spill_dir=spill, resume=a.resume, prior=a.prior, device=job.device, max_frames=a.frames,
-              segment_gops=a.segment_gops, fmt=a.format, log=log)
+    kw = dict(spill_dir=spill, resume=a.resume, max_frames=a.frames, segment_gops=a.segment_gops, fmt=a.format,
+              tag_level=a.tags, log=log)
     if job.rank:
         distributed.encode(job, a.input, None, config, **kw)
         return
@@ -135,19 +135,21 @@ def run_decode(a: argparse.Namespace, job, log) -> None:
     from ffmpeg_bridge.video_io import VideoWriter
 
     from . import distributed
+    from .config import DecodeConfig
 
-    kw = dict(prior=a.prior, device=job.device, verify=not a.no_verify, segment_gops=a.segment_gops, log=log)
+    config = DecodeConfig(prior=a.prior, device=job.device, verify=not a.no_verify)
     if job.rank:
-        distributed.decode(job, a.input, None, **kw)
+        distributed.decode(job, a.input, None, config, segment_gops=a.segment_gops)
         return
     with atomic_output(a.output) as out:
-        result = distributed.decode(job, a.input, lambda h: VideoWriter(out, width=h.width, height=h.height, fps=h.fps), **kw)
-    for p in result["problems"]:
-        print(f"gvc-dist: warning: {p}", file=sys.stderr)
-    log(f"decoded {result['frames']} frames in {result['gops']} GOPs on {job.world} rank(s)")
-    damage = [p for p in result["problems"] if not p.endswith(HASH_MISMATCH)]
-    if damage:
-        raise StreamDamagedError(f"damaged stream: {len(damage)} problem(s), concealed in the output ({damage[0]})")
+        report = distributed.decode(job, a.input, lambda h: VideoWriter(out, width=h.width, height=h.height, fps=h.fps),
+                                    config, segment_gops=a.segment_gops, log=log)
+    for event in report.events:
+        print(f"gvc-dist: warning: {event}", file=sys.stderr)
+    log(f"decoded {report.frames} frames in {report.gops} GOPs on {job.world} rank(s)")
+    if report.damage:
+        raise StreamDamagedError(f"damaged stream: {len(report.damage)} problem(s), concealed in the output "
+                                 f"({report.damage[0]})")
 
 
 # -- local launch (no torchrun) ---------------------------------------------------------------------

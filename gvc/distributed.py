@@ -36,14 +36,14 @@ import torch.distributed as dist
 
 from container.bitstream import GopUnit, UnitReader, frame_hash
 from container.io import StreamReader, StreamWriter
-from . import __version__
 from . import anchors as anchor_codec
-from .codec import Decoder, Encoder
-from .config import CodecConfig
+from ._version import __version__
+from .codec import GopCodec
+from .config import CodecConfig, DecodeConfig
 from .errors import BitstreamError, GVCError, InputError, ParameterError
 from .gop import GopPlan, gop_plan, plan_gops
 from .metrics import psnr
-from .pipeline import EncodeReport, _settings_string
+from .pipeline import DecodeEvent, DecodeReport, EncodeReport, GopRecord, Problem, settings_string
 from .priors import load_prior
 from .segments import Segment, assign_blocks, assign_round_robin, plan_segments, require_seekable
 
@@ -285,70 +285,69 @@ def count_frames(path: str) -> int:
 class EncodeSetup:
     """What every rank derives identically from the input and settings."""
     config: CodecConfig
-    encoder: Encoder
+    codec: GopCodec
     plans: list[GopPlan]
     segments: list[Segment]
     tags: dict
 
     @property
     def header(self):
-        return self.encoder.header
+        return self.codec.header
 
 
-def encode_setup(source: str, config: CodecConfig, *, prior="default", device="cpu", max_frames=None,
-                 segment_gops: int = 1) -> EncodeSetup:
+def encode_setup(source: str, config: CodecConfig, *, device: str, max_frames=None, segment_gops: int = 1) -> EncodeSetup:
+    """`device` is this rank's (cuda:N with one rank per GPU), config.device only its type."""
     from ffmpeg_bridge.video_io import VideoReader
 
     require_seekable(source, "input")
-    with VideoReader(source) as r:
-        info = r.info
-    # the header's frame count is what a single-process encode writes (0 when the container does not say)
-    header_total = info.frames
-    if max_frames is not None and header_total is not None:
-        header_total = min(header_total, max_frames)
-    total = info.frames if info.frames is not None else count_frames(source)
-    if max_frames is not None:
-        total = min(total, max_frames)
+    with VideoReader(source, max_frames=max_frames) as r:
+        info = r.info  # info.frames: what a single-process encode writes in the header (None: unknown)
+    total = info.frames
+    if total is None:
+        total = count_frames(source) if max_frames is None else min(count_frames(source), max_frames)
     if total < 1:
         raise ParameterError("no frames to encode")
-    prior_obj = load_prior(prior, device=device)
-    enc = Encoder(prior_obj, config, width=info.width, height=info.height, fps=info.fps, frame_count=header_total,
-                  device=device)
-    h = enc.header
-    plans = plan_gops(total, h.gop_length, h.gop_overlap, prior_obj.geometry)
+    codec = GopCodec.for_encoding(load_prior(config.prior, device=device), config, width=info.width,
+                                  height=info.height, fps=info.fps, frame_count=info.frames, device=device)
+    h = codec.header
+    plans = plan_gops(total, h.gop_length, h.gop_overlap, codec.prior.geometry)
     segments = plan_segments(plans, config.mode, config.codes_first_anchor, segment_gops)
-    tags = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": _settings_string(config, prior_obj.name, None)}
-    return EncodeSetup(config, enc, plans, segments, tags)
+    tags = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": settings_string(config, codec.prior.name)}
+    return EncodeSetup(config, codec, plans, segments, tags)
 
 
 def encode_segment(setup: EncodeSetup, seg: Segment, source: FrameSource) -> tuple[list[bytes], list[dict]]:
-    """The GOP units (bytes) and per-GOP stats of one segment, as a sequential encode makes them."""
-    enc, plans = setup.encoder, setup.plans
+    """The GOP units (bytes) and per-GOP PSNR of one segment, as a sequential encode makes them."""
+    codec, plans = setup.codec, setup.plans
     frames = source.frames(seg.first_frame, seg.end_frame)
-    prime_encoder(enc, setup.config.mode, seg, frames[0])
+    prime(codec, seg, boundary_frame=frames[0])
     units, stats = [], []
     for g in seg.gops:
         p = plans[g]
         gop_frames = frames[p.first_frame - seg.first_frame:p.first_frame - seg.first_frame + p.real_frames]
-        res = enc.encode_gop(g, gop_frames)
-        data = res.unit.to_bytes()
-        src_out = gop_frames[p.output_from:]
-        res.stats["bytes"] = len(data)
-        res.stats["psnr"] = sum(psnr(a, b) for a, b in zip(src_out, res.frames)) / len(res.frames)
-        units.append(data)
-        stats.append(res.stats)
+        res = codec.encode(g, gop_frames)
+        units.append(res.unit.to_bytes())
+        stats.append({"psnr": sum(psnr(a, b) for a, b in zip(gop_frames[p.output_from:], res.frames)) / len(res.frames)})
     return units, stats
 
 
-def prime_encoder(enc: Encoder, mode: str, seg: Segment, boundary_frame: np.ndarray) -> None:
-    """Put the encoder in the state a sequential encode has at the segment's first GOP."""
-    enc._last_output = None
-    if mode == "flf2v" and seg.first_gop > 0:
-        # the previous GOP's last anchor: the same deterministic anchor coding of the same source frame
-        codec = enc.config.anchor_codec
-        cid, data = anchor_codec.encode_anchor(boundary_frame, quality=enc.config.anchor_quality,
-                                               **({} if codec is None else {"codec": codec}))
-        enc._last_output = anchor_codec.decode_anchor(cid, data)
+def prime(codec: GopCodec, seg: Segment, *, boundary_frame: np.ndarray | None = None,
+          previous: GopUnit | None = None) -> None:
+    """Give the codec what a sequential run hands to the segment's first GOP. Only FLF2V needs anything: the
+    previous GOP's last anchor, decoded from `previous` (decoder) or coded again from the shared source
+    frame (encoder: anchor coding is deterministic, so these are the same pixels). An I2V segment starts
+    at a GOP with its own first anchor, a T2V GOP needs nothing."""
+    h, frame = codec.header, None
+    if h.mode == "flf2v" and seg.first_gop > 0:
+        if previous is not None:
+            last = next(a for a in previous.anchors if a.role == "last")
+            cid, data = last.codec, last.data
+        else:
+            cfg = codec.config
+            cid, data = anchor_codec.encode_anchor(boundary_frame, quality=cfg.anchor_quality,
+                                                   **({} if cfg.anchor_codec is None else {"codec": cfg.anchor_codec}))
+        frame = anchor_codec.decode_anchor(cid, data, size=(h.width, h.height))
+    codec._hand_on(seg.first_gop - 1, frame)
 
 
 class Spill:
@@ -418,15 +417,14 @@ def _unpack(data: bytes) -> tuple[list[bytes], list[dict]]:
 
 
 def encode(job: Job, source: str, out, config: CodecConfig, *, spill_dir: Path, resume: bool = False,
-           prior="default", device="cpu", max_frames=None, segment_gops: int = 1, fmt=None,
+           max_frames=None, segment_gops: int = 1, fmt=None, tag_level: str = "lean",
            log: Callable[[str], None] = lambda s: None, timing: dict | None = None) -> EncodeReport | None:
     """Encode `source` over all ranks of `job`; rank 0 writes `out` and returns the report (others: None).
     `timing` (rank 0) receives seconds spent in setup, own share, waiting, collecting and writing."""
     t0 = time.perf_counter()
     timing = {} if timing is None else timing
     with job.guard("setup"):
-        setup = encode_setup(source, config, prior=prior, device=device, max_frames=max_frames,
-                             segment_gops=segment_gops)
+        setup = encode_setup(source, config, device=job.device, max_frames=max_frames, segment_gops=segment_gops)
         spill = Spill(spill_dir, setup.header.to_bytes() + json.dumps([setup.tags, len(setup.plans)]).encode())
         if job.rank == 0:
             spill.open(resume)
@@ -477,7 +475,7 @@ def encode(job: Job, source: str, out, config: CodecConfig, *, spill_dir: Path, 
                                f"rerun with --resume to finish") from None
     worker.join()
     t_in = time.perf_counter()
-    report = write_stream(setup, spill, out, fmt)
+    report = write_stream(setup, spill, out, fmt, tag_level)
     report.seconds = time.perf_counter() - t0
     timing.update(coded_s=t_in - t_setup, collect_s=collect_s, write_s=time.perf_counter() - t_in,
                   segments=len(setup.segments), resumed=len(setup.segments) - len(pending))
@@ -486,43 +484,46 @@ def encode(job: Job, source: str, out, config: CodecConfig, *, spill_dir: Path, 
     return report
 
 
-def write_stream(setup: EncodeSetup, spill: Spill, out, fmt) -> EncodeReport:
+def write_stream(setup: EncodeSetup, spill: Spill, out, fmt, tag_level: str) -> EncodeReport:
     """The output stream from the spilled segments, written as a sequential encode writes it."""
     report = EncodeReport(setup.header)
-    with StreamWriter(out, setup.header, tags=setup.tags, fmt=fmt) as writer:
+    with StreamWriter(out, setup.header, tags=setup.tags, fmt=fmt, tag_level=tag_level) as writer:
         for seg in setup.segments:
             for data, stats in zip(spill.units(seg), spill.stats(seg)):
                 unit = GopUnit.from_bytes(data)
                 p = setup.plans[unit.gop_index]
                 frames = p.real_frames - p.output_from
-                report.bytes += writer.write(unit, p.first_frame + p.output_from, frames)
+                nbytes = writer.write(unit, p.first_frame + p.output_from, frames)
+                report.gops.append(GopRecord.of_unit(unit, report.frames, frames, nbytes, psnr=stats["psnr"]))
+                report.bytes += nbytes
                 report.frames += frames
                 report.psnr_sum += stats["psnr"] * frames
-                report.gops.append(stats)
     report.bytes += len(setup.header.to_bytes())
     return report
 
 
 # -- decoding --------------------------------------------------------------------------------------
 
-def decode(job: Job, source: str, writer_factory, *, prior=None, device="cpu", verify=True,
-           segment_gops: int = 1, log: Callable[[str], None] = lambda s: None) -> dict | None:
+def decode(job: Job, source: str, writer_factory, config: DecodeConfig | None = None, *, segment_gops: int = 1,
+           log: Callable[[str], None] = lambda s: None) -> DecodeReport | None:
     """Decode `source` over all ranks; rank 0 writes the frames in order through `writer_factory(header)`
-    and returns what gvc.pipeline.decode_stream returns (others: None)."""
+    and returns what gvc.pipeline.decode_stream returns (others: None). Damaged and missing GOPs are
+    concealed as a sequential decode conceals them: segments start only at intact units."""
+    config = config or DecodeConfig()
     with job.guard("setup"):
         require_seekable(source, "stream")
+        events: list[DecodeEvent] = []
+        units: dict[int, GopUnit] = {}
         with StreamReader(source) as reader:
             h = reader.header
-            units: dict[int, GopUnit] = {}
-            damaged = []
             for u in reader.units():
                 if isinstance(u, BitstreamError):
-                    damaged.append(f"damaged unit after GOP {max(units, default=-1)}: {u}")
+                    where = "before GOP 0" if not units else f"after GOP {max(units)}"
+                    events.append(DecodeEvent(Problem.CORRUPT_UNIT, None, f"damaged unit {where}: {u}"))
                 elif u.gop_index not in units:
                     units[u.gop_index] = u
-        prior_obj = load_prior(prior or h.prior_id, device=device, header=h)
-        dec = Decoder(prior_obj, h, device=device)
-        geometry = prior_obj.geometry
+        codec = GopCodec(load_prior(config.prior or h.prior_id, device=job.device, header=h), h, device=job.device)
+        geometry = codec.prior.geometry
         if h.frame_count:
             plans = plan_gops(h.frame_count, h.gop_length, h.gop_overlap, geometry)
         else:
@@ -545,24 +546,12 @@ def decode(job: Job, source: str, writer_factory, *, prior=None, device="cpu", v
         for seg in mine:
             current[:] = [seg]
             job.working_on(seg.describe())
-            prime_decoder(dec, h.mode, seg, units)
+            prime(codec, seg, previous=units.get(seg.first_gop - 1))
             for g in seg.gops:
-                problems = []
-                if g not in units:
-                    problems.append(f"GOP {g} missing: concealed")
-                    out = dec.conceal_gop(g)
-                else:
-                    try:
-                        out = dec.decode_gop(units[g])
-                    except BitstreamError as e:
-                        problems.append(f"GOP {g}: {e}; concealed")
-                        out = dec.conceal_gop(g)
-                    else:
-                        if verify and frame_hash(out) != units[g].frame_hash:
-                            problems.append(f"GOP {g}: decoded frames differ from the encoder's (frame hash mismatch)")
+                out, found = decode_gop(codec, g, units.get(g), config.verify)
                 while job.store.add("written", 0) + window <= g:  # bounded memory: wait for rank 0 to catch up
                     time.sleep(POLL_S)
-                job.store.set(f"gop/{g}", _pack_frames(out, problems))
+                job.store.set(f"gop/{g}", _pack_frames(out, found))
 
     def describe(e: Exception) -> str:
         where = current[0].describe() if current else "setup"
@@ -573,40 +562,47 @@ def decode(job: Job, source: str, writer_factory, *, prior=None, device="cpu", v
         return None
     collector = Collector(job)
     seg_of = {g: s for s in segments for g in s.gops}
+    report = DecodeReport(h, events=events)
     writer = writer_factory(h)
-    problems, frames = list(damaged), 0
     ok = False
     try:
         for g in range(len(plans)):
             out, found = _unpack_frames(collector.take(f"gop/{g}", f"GOP {g} of {seg_of[g].describe()}"), h.height, h.width)
-            problems += found
+            report.events += found
             for f in out:
                 writer.write(f)
-            frames += len(out)
+            report.frames += len(out)
+            report.gops = g + 1
             job.store.add("written", 1)
         ok = True
     finally:
         job.end(ok=ok)
         writer.close()
     worker.join()
-    return {"frames": frames, "gops": len(plans), "problems": problems, "header": h}
+    return report
 
 
-def prime_decoder(dec: Decoder, mode: str, seg: Segment, units: dict[int, GopUnit]) -> None:
-    """Put the decoder in the state a sequential decode has at the segment's first GOP."""
-    dec._last_output = None
-    if mode == "flf2v" and seg.first_gop > 0:
-        last = next(a for a in units[seg.first_gop - 1].anchors if a.role == "last")
-        dec._last_output = anchor_codec.decode_anchor(last.codec, last.data)
+def decode_gop(codec: GopCodec, g: int, unit: GopUnit | None, verify: bool) -> tuple[list[np.ndarray], list[DecodeEvent]]:
+    """GOP g's frames and what went wrong, as gvc.pipeline's sequential decoder has them."""
+    if unit is None:
+        return codec.conceal(g), [DecodeEvent(Problem.MISSING, g, f"GOP {g} missing: concealed")]
+    try:
+        out = codec.decode(unit)
+    except BitstreamError as e:
+        return codec.conceal(g), [DecodeEvent(Problem.UNDECODABLE, g, f"GOP {g}: {e}; concealed")]
+    if verify and frame_hash(out) != unit.frame_hash:
+        return out, [DecodeEvent(Problem.HASH_MISMATCH, g, f"GOP {g}: decoded frames differ from the encoder's "
+                                                           "(frame hash mismatch)")]
+    return out, []
 
 
-def _pack_frames(frames: list[np.ndarray], problems: list[str]) -> bytes:
-    head = json.dumps(problems).encode()
+def _pack_frames(frames: list[np.ndarray], events: list[DecodeEvent]) -> bytes:
+    head = json.dumps([(e.problem.value, e.gop, e.message) for e in events]).encode()
     body = np.stack(frames).tobytes() if frames else b""
     return len(head).to_bytes(8, "big") + head + body
 
 
-def _unpack_frames(data: bytes, height: int, width: int) -> tuple[list[np.ndarray], list[str]]:
+def _unpack_frames(data: bytes, height: int, width: int) -> tuple[list[np.ndarray], list[DecodeEvent]]:
     n = int.from_bytes(data[:8], "big")
     arr = np.frombuffer(data[8 + n:], np.uint8).reshape(-1, height, width, 3)
-    return list(arr), json.loads(data[8:8 + n])
+    return list(arr), [DecodeEvent(Problem(p), g, m) for p, g, m in json.loads(data[8:8 + n])]
