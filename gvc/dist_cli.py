@@ -110,18 +110,20 @@ def torch_threads() -> int:
 
 
 def run_encode(a: argparse.Namespace, job, log) -> None:
+    from ffmpeg_bridge.frame_range import FrameRange
+
     from . import distributed
 
     config = config_from_args(a)
     spill = Path(a.spill or f"{a.output}.segments")
-    kw = dict(spill_dir=spill, resume=a.resume, max_frames=a.frames, segment_gops=a.segment_gops, fmt=a.format,
-              tag_level=a.tags, log=log)
+    kw = dict(spill_dir=spill, resume=a.resume, segment_gops=a.segment_gops, fmt=a.format, tag_level=a.tags, log=log)
+    source = lambda: FrameRange(a.input, max_frames=a.frames)  # noqa: E731 - each rank opens its own
     if job.rank:
-        distributed.encode(job, a.input, None, config, **kw)
+        distributed.encode(job, source, None, config, **kw)
         return
     timing: dict = {}
     with atomic_output(a.output) as out:
-        report = distributed.encode(job, a.input, out, config, timing=timing, **kw)
+        report = distributed.encode(job, source, out, config, timing=timing, **kw)
     stats = report.as_dict(os.path.getsize(a.output))
     stats.update(ranks=job.world, threads_per_rank=torch_threads(), timing=timing)
     if a.stats_json:

@@ -40,7 +40,7 @@ from . import anchors as anchor_codec
 from ._version import __version__
 from .codec import GopCodec
 from .config import CodecConfig, DecodeConfig
-from .errors import BitstreamError, GVCError, InputError, ParameterError
+from .errors import BitstreamError, GVCError, ParameterError
 from .gop import GopPlan, gop_plan, plan_gops
 from .metrics import psnr
 from .pipeline import DecodeEvent, DecodeReport, EncodeReport, GopRecord, Problem, settings_string
@@ -199,86 +199,6 @@ class Collector:
         return s.get(key) if s.check([key]) else None
 
 
-# -- input -----------------------------------------------------------------------------------------
-
-class _Y4MAt(io.RawIOBase):
-    """A y4m file of `frames` fixed-size frames seen from frame `start` on: the header line, then the
-    bytes from that frame."""
-
-    def __init__(self, path: str, frames: int, start: int):
-        self._f = open(path, "rb")
-        header = self._f.readline()
-        per = (os.path.getsize(path) - len(header)) // frames
-        self._f.seek(len(header) + start * per)
-        self._head = header
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:
-        if self._head:
-            n = min(len(b), len(self._head))
-            b[:n], self._head = self._head[:n], self._head[n:]
-            return n
-        return self._f.readinto(b)
-
-    def close(self) -> None:
-        self._f.close()
-        super().close()
-
-
-class FrameSource:
-    """Frames [a, b) of a seekable video, read forward; y4m files with fixed-size frames are opened at
-    the first frame wanted, other containers are decoded from the start (PyAV decodes every frame
-    anyway; it is the frames' RGB that must equal a sequential read's)."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self._reader = None
-        self._next = 0  # index of the frame the reader gives next
-        self._kept: list[np.ndarray] = []  # frames [_next - len(_kept), _next)
-
-    def _open_at(self, start: int) -> None:
-        from ffmpeg_bridge.video_io import VideoReader
-
-        self.close()
-        self._reader, self._next = VideoReader(self.path), 0
-        with open(self.path, "rb") as f:
-            y4m_frames = self._reader.info.frames if f.read(8) == b"YUV4MPEG" else None
-        if start and y4m_frames:  # the y4m reader knows the count only when every frame has the same size
-            self._reader.close()
-            self._reader, self._next = VideoReader(io.BufferedReader(_Y4MAt(self.path, y4m_frames, start))), start
-        self._it = iter(self._reader)
-
-    def frames(self, a: int, b: int) -> list[np.ndarray]:
-        if self._reader is None or a < self._next - len(self._kept):
-            self._open_at(a)
-            self._kept = []
-        while self._next < b:
-            f = next(self._it, None)
-            if f is None:
-                raise InputError(f"{self.path} ended at frame {self._next}, frame {b - 1} was expected")
-            self._next += 1
-            if self._next > a:
-                self._kept.append(f)
-        self._kept = self._kept[len(self._kept) - (self._next - a):]
-        return self._kept[: b - a]
-
-    def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-
-
-def count_frames(path: str) -> int:
-    """Frames of a video whose container does not say (demuxed, not decoded)."""
-    import av
-
-    with av.open(path) as c:
-        stream = c.streams.video[0]
-        return sum(1 for p in c.demux(stream) if p.size)
-
-
 # -- encoding --------------------------------------------------------------------------------------
 
 @dataclass
@@ -295,16 +215,11 @@ class EncodeSetup:
         return self.codec.header
 
 
-def encode_setup(source: str, config: CodecConfig, *, device: str, max_frames=None, segment_gops: int = 1) -> EncodeSetup:
-    """`device` is this rank's (cuda:N with one rank per GPU), config.device only its type."""
-    from ffmpeg_bridge.video_io import VideoReader
-
-    require_seekable(source, "input")
-    with VideoReader(source, max_frames=max_frames) as r:
-        info = r.info  # info.frames: what a single-process encode writes in the header (None: unknown)
-    total = info.frames
-    if total is None:
-        total = count_frames(source) if max_frames is None else min(count_frames(source), max_frames)
+def encode_setup(source, config: CodecConfig, *, device: str, segment_gops: int = 1) -> EncodeSetup:
+    """`source`: a seekable frame source (ffmpeg_bridge.frame_range.FrameRange); `device` this rank's (cuda:N
+    with one rank per GPU), config.device only its type."""
+    info = source.info  # info.frames: what a single-process encode writes in the header (None: unknown)
+    total = source.count()
     if total < 1:
         raise ParameterError("no frames to encode")
     codec = GopCodec.for_encoding(load_prior(config.prior, device=device), config, width=info.width,
@@ -316,7 +231,7 @@ def encode_setup(source: str, config: CodecConfig, *, device: str, max_frames=No
     return EncodeSetup(config, codec, plans, segments, tags)
 
 
-def encode_segment(setup: EncodeSetup, seg: Segment, source: FrameSource) -> tuple[list[bytes], list[dict]]:
+def encode_segment(setup: EncodeSetup, seg: Segment, source) -> tuple[list[bytes], list[dict]]:
     """The GOP units (bytes) and per-GOP PSNR of one segment, as a sequential encode makes them."""
     codec, plans = setup.codec, setup.plans
     frames = source.frames(seg.first_frame, seg.end_frame)
@@ -416,15 +331,17 @@ def _unpack(data: bytes) -> tuple[list[bytes], list[dict]]:
     return list(UnitReader(io.BytesIO(data[8 + n:]))), json.loads(data[8:8 + n])
 
 
-def encode(job: Job, source: str, out, config: CodecConfig, *, spill_dir: Path, resume: bool = False,
-           max_frames=None, segment_gops: int = 1, fmt=None, tag_level: str = "lean",
+def encode(job: Job, open_source: Callable[[], object], out, config: CodecConfig, *, spill_dir: Path,
+           resume: bool = False, segment_gops: int = 1, fmt=None, tag_level: str = "lean",
            log: Callable[[str], None] = lambda s: None, timing: dict | None = None) -> EncodeReport | None:
-    """Encode `source` over all ranks of `job`; rank 0 writes `out` and returns the report (others: None).
+    """Encode over all ranks of `job` the frames of `open_source()` (a seekable frame source, each rank
+    opens its own: ffmpeg_bridge.frame_range.FrameRange); rank 0 writes `out` and returns the report (others: None).
     `timing` (rank 0) receives seconds spent in setup, own share, waiting, collecting and writing."""
     t0 = time.perf_counter()
     timing = {} if timing is None else timing
     with job.guard("setup"):
-        setup = encode_setup(source, config, device=job.device, max_frames=max_frames, segment_gops=segment_gops)
+        src = open_source()
+        setup = encode_setup(src, config, device=job.device, segment_gops=segment_gops)
         spill = Spill(spill_dir, setup.header.to_bytes() + json.dumps([setup.tags, len(setup.plans)]).encode())
         if job.rank == 0:
             spill.open(resume)
@@ -437,7 +354,6 @@ def encode(job: Job, source: str, out, config: CodecConfig, *, spill_dir: Path, 
     current: list[Segment] = []
 
     def work():
-        src = FrameSource(source)
         try:
             for seg in mine:
                 current[:] = [seg]
