@@ -190,7 +190,7 @@ def decode_stream(in_path, writer_factory, *, prior=None, device="cpu", quiet=Fa
     Damaged GOPs are concealed (last good frame repeated) and reported; the others decode normally."""
     with StreamReader(in_path) as reader:
         h = reader.header
-        prior_obj = load_prior(prior or h.prior_id, device=device, header=h)
+        prior_obj = load_prior(prior, device=device, header=h)
         dec = Decoder(prior_obj, h, device=device)
         writer = writer_factory(h)
         problems: list[str] = []
