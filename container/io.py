@@ -77,6 +77,7 @@ class StreamWriter:
     def _write_raw(self, data: bytes) -> None:
         with _write_errors():
             self._file.write(data)
+            self._file.flush()  # each unit reaches the file as it is finished: a killed encoder keeps it
         self._raw_bytes += len(data)
 
     def write(self, unit: GopUnit, pts: int, duration: int) -> int:

@@ -243,9 +243,11 @@ class _Y4MFrames:
 
     def _fill(self, n: int) -> bool:
         """Read until the buffer holds n bytes; False at the end of the stream."""
+        # read1: what the pipe has now (a live producer's last frame is not held back waiting for 64 KiB more)
+        read = getattr(self._stream, "read1", None) or self._stream.read
         while len(self._buf) < n and not self._eof:
             try:
-                chunk = self._stream.read(max(n - len(self._buf), 1 << 16))
+                chunk = read(max(n - len(self._buf), 1 << 16))
             except OSError as e:
                 raise InputError(f"cannot read input {self.name}: {e.strerror or e}") from None
             if chunk is None:

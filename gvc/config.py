@@ -157,3 +157,5 @@ class DecodeConfig:
     prior: str | None = None  # None: the one named in the stream
     device: str = "cpu"
     verify: bool = True  # compare the decoded frames with the encoder's frame hash
+    max_pixels: int | None = None  # pixels per GOP (W·H·L) a stream may ask for; None: from available memory
+    max_frames: int | None = None  # frames a decode may write; None: the spec's limit (gvc.limits)
