@@ -513,6 +513,8 @@ class VideoWriter:
             fps = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1_000_000)
         except (TypeError, ValueError):
             raise InputError(f"bad frame rate {fps!r}") from None
+        if max(fps.numerator, fps.denominator) > 2**31 - 1:  # FFmpeg's AVRational holds int32 terms
+            fps = fps.limit_denominator(1_000_000)
         if fps <= 0:
             raise InputError(f"bad frame rate {fps}")
         if pix_fmt not in WRITER_PIX_FMTS:

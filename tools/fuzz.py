@@ -230,10 +230,11 @@ def read_target(path: str) -> int:
 
 
 def decode_target(path: str, out: str) -> int:
-    """The real decoder: ``gvc decode`` with the prior the stream names (the seeds' is analytic)."""
+    """The real decoder: ``gvc decode`` with the prior the stream names (the seeds' is analytic), its output held
+    to 1000 frames (--max-frames: a stream declaring more is refused, as the limit is there for)."""
     from gvc.cli import main
 
-    return main(["decode", path, "-o", out, "-q"])
+    return main(["decode", path, "-o", out, "-q", "--max-frames", "1000"])
 
 
 class Fuzzer:
