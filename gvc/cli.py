@@ -28,6 +28,12 @@ def option(group, flag: str, name: str, **kw) -> None:
     group.add_argument(flag, dest=name, default=default, help=cfg.help_text(name), **kw)
 
 
+def _anchor_codec_names():
+    from container.bitstream import ANCHOR_CODECS
+
+    return ANCHOR_CODECS
+
+
 def add_encode_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("codec")
     option(g, "--mode", "mode", choices=cfg.MODES)
@@ -46,7 +52,7 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     option(g, "--prompt", "prompt")
     option(g, "--residual-step", "residual_step")
     option(g, "--anchor-quality", "anchor_quality")
-    option(g, "--anchor-codec", "anchor_codec")
+    option(g, "--anchor-codec", "anchor_codec", choices=list(_anchor_codec_names()), metavar="CODEC")
     o = p.add_argument_group("output")
     o.add_argument("--format", choices=("mkv", "gvc"), help="container (default: from the output name; '-' is gvc)")
     o.add_argument("--tags", choices=("lean", "full"), default="lean",
