@@ -23,9 +23,10 @@ from container.bitstream import MAX_ANCHOR_PAD, MAX_FRAMES, SequenceHeader
 
 from .errors import LimitError
 
-# Peak decoder memory per GOP pixel, measured (ru_maxrss over the import-and-load baseline, t2v, 17-frame GOPs,
-# 176x144 and 352x288, 4 steps): the analytic prior about 0.1 kB, gvc-wan-small-v1 about 1.3 kB (its VAE
-# decoder's feature maps). The larger figure, with room for other priors, bounds every stream.
+# Peak decoder memory per GOP pixel. Measured for the analytic prior (ru_maxrss over the import-and-load
+# baseline, T2V, 17-frame GOPs at 352x288, 4 steps): about 66 B. The learned priors' VAE decoders keep
+# feature maps of tens of channels per pixel; 2 KiB per GOP pixel is a conservative bound for them, not yet
+# a measurement (tools/bench records peak memory per prior and should replace it).
 BYTES_PER_GOP_PIXEL = 2048
 Y4M_FRAME_OVERHEAD = len(b"FRAME\n")
 
