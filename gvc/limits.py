@@ -25,9 +25,10 @@ from .errors import LimitError
 
 # Peak decoder memory per GOP pixel. Measured for the analytic prior (ru_maxrss over the import-and-load
 # baseline, T2V, 17-frame GOPs at 352x288, 4 steps): about 66 B. The learned priors' VAE decoders keep
-# feature maps of tens of channels per pixel; 2 KiB per GOP pixel is a conservative bound for them, not yet
-# a measurement (tools/bench records peak memory per prior and should replace it).
-BYTES_PER_GOP_PIXEL = 2048
+# feature maps of several channels per pixel, but decode a few frames at a time; 512 B per GOP pixel is an
+# allowance for them, not yet a measurement (tools/bench records peak memory per prior and should replace it).
+# On a 24 GB machine it admits 1280x720x33 GOPs (30 M pixels) and refuses 1920x1088x257 or 8192x8192x1025.
+BYTES_PER_GOP_PIXEL = 512
 Y4M_FRAME_OVERHEAD = len(b"FRAME\n")
 
 
