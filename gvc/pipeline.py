@@ -308,10 +308,13 @@ class _SequenceDecoder:
         self.max_frames = min(h.frame_count, max_frames) if h.frame_count else max_frames
 
     def run(self, units: Iterable[GopUnit | BitstreamError]) -> None:
+        units = iter(units)
         try:
             self._run(units)
-        except _OutputFull:
-            pass
+        except _OutputFull:  # every declared frame is out; damage after them (a cut Cues, say) is still reported
+            for unit in units:
+                if isinstance(unit, BitstreamError):
+                    self._event(Problem.CORRUPT_UNIT, None, f"damaged unit after GOP {self.expected - 1}: {unit}")
 
     def _run(self, units: Iterable[GopUnit | BitstreamError]) -> None:
         h = self.codec.header
