@@ -14,7 +14,7 @@ import sys
 from contextlib import contextmanager
 
 from . import __version__
-from .config import MAX_QUALITY, MODES, CodecConfig
+from .config import LADDER, MAX_QUALITY, MODES, CodecConfig
 from .errors import GVCError
 
 
@@ -23,7 +23,8 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mode", choices=MODES, default="i2v",
                    help="t2v: indices only; i2v: coded first frame, GOPs chained (default); flf2v: first+last anchors")
     g.add_argument("--quality", type=int, default=8, metavar="M",
-                   help=f"atoms per step and codebook set, 1..{MAX_QUALITY}: the bitrate knob (default 8; K follows a fixed ladder)")
+                   help=f"the bitrate knob, 1..{MAX_QUALITY}: atoms per step and codebook set, with the residual step and anchor "
+                        "quality following it (gvc/ladder.py; default 8)")
     g.add_argument("--codebook-span", type=int, metavar="N",
                    help="latent frames per codebook set, 0 = one set for the whole GOP (default: the prior's)")
     g.add_argument("--target-kbps", type=float, metavar="KBPS", help="choose the knob per GOP to hit this bitrate at the input's frame rate")
@@ -37,9 +38,9 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--shift", type=float, default=3.0, help="timestep shift (default 3.0)")
     g.add_argument("--seed", type=int, default=0, help="codebook and initial-noise seed (default 0)")
     g.add_argument("--prompt", default="", help="T2V text prompt stored in the stream (default empty)")
-    g.add_argument("--residual-step", type=float, default=0.35,
-                   help="I2V tail-latent residual quantiser step; 0 disables the residual (default 0.35)")
-    g.add_argument("--anchor-quality", type=float, default=50.0, help="anchor image quality 0..100 (default 50)")
+    g.add_argument("--residual-step", type=float,
+                   help="I2V tail-latent residual quantiser step; 0 disables the residual (default: from --quality)")
+    g.add_argument("--anchor-quality", type=float, help="anchor image quality 0..100 (default: from --quality)")
     g.add_argument("--anchor-codec", default=None, help="anchor image codec (default: the best measured one)")
     o = p.add_argument_group("output")
     o.add_argument("--format", choices=("mkv", "gvc"), help="container (default: from the output name; '-' is gvc)")
@@ -52,7 +53,8 @@ def config_from_args(a: argparse.Namespace) -> CodecConfig:
     return CodecConfig(
         mode=a.mode, quality=a.quality, gop_length=a.gop_length, steps=a.steps, ode_tail=a.ode_tail,
         gamma=a.gamma, shift=a.shift, seed=a.seed, prompt=a.prompt,
-        residual_step=a.residual_step or None, anchor_quality=a.anchor_quality, anchor_codec=a.anchor_codec,
+        residual_step=LADDER if a.residual_step is None else a.residual_step or None,
+        anchor_quality=LADDER if a.anchor_quality is None else a.anchor_quality, anchor_codec=a.anchor_codec,
         codebook_span=a.codebook_span,
     ).validate()
 

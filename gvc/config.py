@@ -11,6 +11,7 @@ from .errors import ParameterError
 K_LADDER = ((1, 16), (2, 64), (4, 128), (8, 256), (16, 1024), (32, 4096), (64, 16384), (128, 32768), (256, 65536))
 MAX_QUALITY = 256
 MODES = ("t2v", "i2v", "flf2v")
+LADDER = "ladder"  # a lever left at this follows the quality knob (gvc.ladder)
 
 
 def codebook_size(m: int) -> int:
@@ -23,7 +24,7 @@ def codebook_size(m: int) -> int:
 @dataclass
 class CodecConfig:
     mode: str = "i2v"
-    quality: int = 8  # M
+    quality: int = 8  # the knob: M = quality; levers left at LADDER follow it (gvc.ladder)
     tail_quality: int | None = None  # M_tail for the last latent frames in I2V; default 2·M
     tail_latent_frames: int = 2
     gop_length: int = 33
@@ -32,11 +33,20 @@ class CodecConfig:
     gamma: float = 3.0
     shift: float = 3.0
     seed: int = 0
-    residual_step: float | None = 0.35  # I2V tail-latent residual quantiser step; None = no residual
+    residual_step: float | None | str = LADDER  # I2V tail-latent residual quantiser step; None = no residual
     anchor_codec: str | int | None = None  # None = the default of gvc.anchors
-    anchor_quality: float = 50.0
+    anchor_quality: float | str = LADDER
     prompt: str = ""
     codebook_span: int | None = None  # latent frames per codebook set, 0 = whole GOP; None = the prior's default
+
+    def __post_init__(self):
+        from .ladder import levers
+
+        chosen = levers(self.mode, self.quality)
+        if self.residual_step == LADDER:
+            self.residual_step = chosen.residual_step
+        if self.anchor_quality == LADDER:
+            self.anchor_quality = chosen.anchor_quality
 
     def validate(self) -> "CodecConfig":
         if self.mode not in MODES:

@@ -54,7 +54,11 @@ def test_ffmpeg_reports_the_stream(encoded, ffmpeg):
     assert "GVC1" in info and "176x144" in info and "29.97 fps" in info
     # the settings tag records what a second encode needs to repeat this one
     assert "ENCODER         : GVC" in info
-    for setting in ("mode=i2v", "quality=2", "steps=4", "ode_tail=1", "gop=5", "residual_step=0.35", "anchor_codec="):
+    from gvc.ladder import levers
+
+    ladder = levers("i2v", 2)  # the levers --quality 2 chose
+    for setting in ("mode=i2v", "quality=2", "steps=4", "ode_tail=1", "gop=5", f"residual_step={ladder.residual_step}",
+                    f"anchor_quality={ladder.anchor_quality}", "anchor_codec="):
         assert setting in info, setting
 
 
