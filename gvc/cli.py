@@ -44,6 +44,8 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--anchor-codec", default=None, help="anchor image codec (default: the best measured one)")
     o = p.add_argument_group("output")
     o.add_argument("--format", choices=("mkv", "gvc"), help="container (default: from the output name; '-' is gvc)")
+    o.add_argument("--tags", choices=("lean", "full"), default="lean",
+                   help="Matroska tags: none (lean, default) or the encoder and its settings (full, about 250 bytes)")
     o.add_argument("--stats-json", metavar="FILE", help="write bytes, bits, bpp, kbps, PSNR and per-GOP figures as JSON")
     o.add_argument("--recon", metavar="FILE.y4m", help="write the encoder's reconstruction (the decoder reproduces it)")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
@@ -90,7 +92,8 @@ def run_encode(a: argparse.Namespace, source) -> dict:
             recon = VideoWriter(a.recon, width=i.width, height=i.height, fps=i.fps)
         try:
             report = encode_stream(reader, out, config, prior=a.prior, device=a.device, max_frames=a.frames,
-                                   target_kbps=a.target_kbps, recon_writer=recon, quiet=a.quiet, fmt=a.format)
+                                   target_kbps=a.target_kbps, recon_writer=recon, quiet=a.quiet, fmt=a.format,
+                                   tags=a.tags)
         finally:
             if recon is not None:
                 recon.close()
@@ -149,7 +152,9 @@ def run_info(a: argparse.Namespace) -> dict:
                          "anchor_bytes": sum(len(x.data) for x in u.anchors), "residual_bytes": len(u.residual or b"")})
         header = {k: (v.hex() if isinstance(v, bytes) else str(v) if k == "fps" else v) for k, v in vars(h).items()}
         info = {"format": r.info.fmt, "file_bytes": r.info.file_bytes, "header_bytes": len(h.to_bytes()),
-                "header": header, "tags": r.info.tags, "gops": gops}
+                "header": header, "tags": r.info.tags, "warnings": r.info.warnings, "gops": gops}
+    for w in r.info.warnings:
+        print(f"gvc: warning: {w}", file=sys.stderr)
     if a.json:
         print(json.dumps(info, indent=2))
     else:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from container.bitstream import Anchor, GopUnit, SequenceHeader, frame_hash
+from container.bitstream import Anchor, GopUnit, SequenceHeader, check_gop, frame_hash
 from . import anchors as anchor_codec
 from .codebook import CodebookSearch, atoms, combine
 from .config import CodecConfig, codebook_size
@@ -155,6 +155,14 @@ def check_device(prior: FlowPrior, device: torch.device) -> None:
                              f"load it with device={device.type!r}")
 
 
+def check_supported(header: SequenceHeader) -> None:
+    """Header fields this decoder has one implementation of (the syntax defines more values)."""
+    if header.compute_dtype != "fp32":
+        raise BitstreamError(f"stream needs {header.compute_dtype} transformer arithmetic; this decoder replays fp32 only")
+    if header.codebook_family != "gaussian":
+        raise BitstreamError(f"stream uses the {header.codebook_family} codebook family; this decoder has the gaussian one only")
+
+
 def check_prior(prior: FlowPrior, header: SequenceHeader) -> None:
     g = prior.geometry
     if prior.weights_sha256() != header.prior_sha256:
@@ -185,7 +193,7 @@ class Encoder:
         plan = self.plan(index, len(frames))
         m = m or cfg.quality
         k = codebook_size(m)
-        m_tail = tail_atoms(cfg, m)
+        m_tail = cfg.tail_atoms(m)
         if residual_step == "config":
             residual_step = cfg.residual_step
         padded = frames + [frames[-1]] * (plan.length - plan.real_frames)
@@ -246,15 +254,6 @@ class Encoder:
         return self._searches[(k, dim)]
 
 
-def tail_atoms(cfg: CodecConfig, m: int) -> int:
-    """M_tail for base M: I2V's adaptive allocation gives the last latent frames twice the atoms."""
-    if cfg.mode != "i2v":
-        return m
-    if cfg.tail_quality is not None and m == cfg.quality:
-        return cfg.tail_quality
-    return min(2 * m, codebook_size(m) - 1)
-
-
 def _codec_kw(codec) -> dict:
     return {} if codec is None else {"codec": codec}
 
@@ -270,6 +269,7 @@ def _apply_residual(x: torch.Tensor, payload: bytes) -> torch.Tensor:
 
 class Decoder:
     def __init__(self, prior: FlowPrior, header: SequenceHeader, device: str | torch.device = "cpu"):
+        check_supported(header)
         check_prior(prior, header)
         self.prior, self.header, self.device = prior, header, torch.device(device)
         check_device(prior, self.device)
@@ -280,11 +280,10 @@ class Decoder:
 
     def decode_gop(self, unit: GopUnit, progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
         h = self.header
+        check_gop(unit, h)
         plan = self.plan(unit.gop_index, unit.frame_count)
-        if unit.first_frame != plan.first_frame:
-            raise BitstreamError(f"GOP {unit.gop_index} claims first frame {unit.first_frame}, the header implies {plan.first_frame}")
         ctx = _GopContext(self.prior, h, plan, self.device)
-        anchors = {a.role: anchor_codec.decode_anchor(a.codec, a.data) for a in unit.anchors}
+        anchors = {a.role: anchor_codec.decode_anchor(a.codec, a.data, size=(h.width, h.height)) for a in unit.anchors}
         first = last = None
         if h.mode != "t2v":
             first = anchors.get("first") if plan.index == 0 else self._last_output

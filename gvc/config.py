@@ -71,11 +71,18 @@ class CodecConfig:
             raise ParameterError("prompt longer than 4096 bytes")
         return self
 
+    def tail_atoms(self, m: int) -> int:
+        """M_tail for base M (the one rule: header and every GOP unit use it). I2V's adaptive allocation gives
+        the last latent frames twice the atoms, at most K − 1; --tail-quality overrides it at the base M."""
+        if self.mode != "i2v":
+            return m
+        if self.tail_quality is not None and m == self.quality:
+            return self.tail_quality
+        return min(2 * m, codebook_size(m) - 1)
+
     @property
     def m_tail(self) -> int:
-        if self.mode != "i2v":
-            return self.quality
-        return self.tail_quality or min(2 * self.quality, MAX_QUALITY)
+        return self.tail_atoms(self.quality)
 
     @property
     def gop_overlap(self) -> int:
