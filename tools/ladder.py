@@ -44,7 +44,7 @@ def encode_point(src, config, prior) -> dict:
     """One single-GOP encode (``prior``: a loaded FlowPrior, shared by all points) written as a .gvc stream;
     bytes, PSNR-RGB, MS-SSIM and the byte split."""
     from container.io import StreamWriter
-    from gvc.codec import Encoder
+    from gvc.codec import GopCodec
     from gvc.errors import ParameterError
     from tools import metrics
 
@@ -52,19 +52,21 @@ def encode_point(src, config, prior) -> dict:
     if len(reference) > config.gop_length:
         raise ParameterError(f"{src.clip}: {len(reference)} frames do not fit one GOP of {config.gop_length}")
     t0 = time.perf_counter()
-    enc = Encoder(prior, config, width=src.width, height=src.height, fps=Fraction(src.fps).limit_denominator(1001), frame_count=len(reference))
-    res = enc.encode_gop(0, reference)
+    codec = GopCodec.for_encoding(prior, config, width=src.width, height=src.height,
+                                  fps=Fraction(src.fps).limit_denominator(1001), frame_count=len(reference))
+    res = codec.encode(0, reference)
     seconds = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="gvc-ladder-") as tmp:
         stream = Path(tmp) / "stream.gvc"
-        with StreamWriter(str(stream), enc.header, fmt="gvc") as writer:
+        with StreamWriter(str(stream), codec.header, fmt="gvc") as writer:
             writer.write(res.unit, 0, len(res.frames))
         nbytes = stream.stat().st_size
-    s = res.stats
+    unit = res.unit
     return {"bytes": nbytes, "bpp": 8 * nbytes / (src.width * src.height * src.frames),
             "psnr-rgb": metrics.mean_psnr_rgb(reference, res.frames),
-            "ms-ssim": metrics.mean_ms_ssim(reference, res.frames), "index_bytes": s["index_bytes"],
-            "anchor_bytes": s["anchor_bytes"], "residual_bytes": s["residual_bytes"], "encode_seconds": round(seconds, 2)}
+            "ms-ssim": metrics.mean_ms_ssim(reference, res.frames), "index_bytes": len(unit.indices),
+            "anchor_bytes": sum(len(x.data) for x in unit.anchors), "residual_bytes": len(unit.residual or b""),
+            "encode_seconds": round(seconds, 2)}
 
 
 def parse_args(argv):

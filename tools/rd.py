@@ -234,34 +234,37 @@ class Stopwatch:
         self._wall, self._cpu = wall, cpu
 
 
-def gvc_config(point: dict):
+def gvc_config(point: dict, device: str):
     from gvc.config import CodecConfig
 
-    return CodecConfig(mode=point["mode"], quality=point["value"], steps=point["steps"],
-                       codebook_span=point.get("codebook_span")).validate()
+    return CodecConfig(mode=point["mode"], quality=point["value"], steps=point["steps"], prior=point["prior_arg"],
+                       device=device, codebook_span=point.get("codebook_span")).validate()
 
 
 def encode_gvc(src: Source, point: dict, work: Path, device: str, clock: Stopwatch) -> tuple[Path, int, dict]:
-    """Encode and decode with the library (gvc.pipeline); returns the decoded y4m, bytes and extra fields."""
+    """Encode and decode with the library (gvc.pipeline); returns the decoded y4m, bytes and extra fields
+    (the per-GOP records and the levers the quality ladder chose)."""
     from ffmpeg_bridge.video_io import VideoReader, VideoWriter
+    from gvc.config import DecodeConfig
     from gvc.errors import GVCError
     from gvc.pipeline import decode_stream, encode_stream
 
     stream, decoded = work / "stream.gvc", work / "decoded.y4m"
+    config = gvc_config(point, device)
     with VideoReader(str(src.y4m)) as reader:
-        report = encode_stream(reader, str(stream), gvc_config(point), prior=point["prior_arg"], device=device,
-                               quiet=True)
+        report = encode_stream(reader, str(stream), config)
     clock.lap("encode")
     result = decode_stream(str(stream), lambda h: VideoWriter(str(decoded), width=h.width, height=h.height, fps=h.fps),
-                           prior=point["prior_arg"], device=device, quiet=True)
+                           DecodeConfig(prior=point["prior_arg"], device=device))
     clock.lap("decode")
-    damage = [p for p in result["problems"] if "frame hash mismatch" not in p]
-    if damage:
-        raise GVCError(f"decoding the stream: {damage[0]}")
+    if result.damage:
+        raise GVCError(f"decoding the stream: {result.damage[0]}")
     stats = report.as_dict(stream.stat().st_size)
-    extra = {"gops": [{k: v for k, v in g.items() if k != "psnr"} for g in stats["gops"]]}
-    if result["problems"]:
-        extra["decoder_problems"] = result["problems"]
+    extra = {"levers": {"m": config.quality, "residual_step": config.residual_step if config.mode == "i2v" else None,
+                        "anchor_quality": config.anchor_quality if config.mode != "t2v" else None},
+             "gops": [{k: v for k, v in g.items() if k != "psnr"} for g in stats["gops"]]}
+    if result.events:
+        extra["decoder_problems"] = [str(e) for e in result.events]
     return decoded, stream.stat().st_size, extra
 
 
