@@ -17,7 +17,7 @@ from dataclasses import fields
 
 from . import config as cfg
 from ._version import __version__
-from .config import CodecConfig, DecodeConfig
+from .config import LADDER, CodecConfig, DecodeConfig
 from .errors import GVCError
 
 
@@ -51,8 +51,9 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     option(g, "--seed", "seed")
     option(g, "--refresh", "refresh", metavar="N")
     option(g, "--prompt", "prompt")
-    option(g, "--residual-step", "residual_step")
-    option(g, "--anchor-quality", "anchor_quality")
+    option(g, "--residual-step", "residual_step", type=float)
+    option(g, "--anchor-quality", "anchor_quality", type=float)
+    p.set_defaults(residual_step=None, anchor_quality=None)  # unset: the ladder's (a string default would be parsed)
     option(g, "--anchor-codec", "anchor_codec", choices=list(_anchor_codec_names()), metavar="CODEC")
     o = p.add_argument_group("output")
     o.add_argument("--format", choices=("mkv", "gvc"), help="container (default: from the output name; '-' is gvc)")
@@ -70,7 +71,11 @@ def add_progress_options(g) -> None:
 
 def config_from_args(a: argparse.Namespace) -> CodecConfig:
     names = [f.name for f in fields(CodecConfig) if hasattr(a, f.name)]
-    config = CodecConfig(**{n: getattr(a, n) for n in names})
+    given = {n: getattr(a, n) for n in names}
+    for lever in ("residual_step", "anchor_quality"):  # unset: follows --quality (gvc/ladder.py)
+        if given.get(lever) is None:
+            given[lever] = LADDER
+    config = CodecConfig(**given)
     config.residual_step = config.residual_step or None  # 0 disables the residual
     return config.validate()
 

@@ -22,6 +22,7 @@ MODES = tuple(_WIRE_MODES)  # names from the bitstream's mode enum: t2v, i2v, fl
 # ladder (docs/method.md §2: the reference sweeps (8, 256) ... (64, 16384) ... (256, 65536)).
 K_LADDER = ((1, 16), (2, 64), (4, 128), (8, 256), (16, 1024), (32, 4096), (64, 16384), (128, 32768), (256, 65536))
 MAX_QUALITY = K_LADDER[-1][0]
+LADDER = "ladder"  # a lever left at this follows the quality knob (gvc/ladder.py)
 
 
 def codebook_size(m: int) -> int:
@@ -42,8 +43,9 @@ class CodecConfig:
 
     mode: str = setting("i2v", "t2v: indices only; i2v: coded first frame, GOPs chained; flf2v: first+last anchors",
                         choices=MODES)
-    quality: int = setting(8, "atoms per step and codebook set M, the bitrate knob; the codebook size K follows the "
-                              "ladder M->K " + ", ".join(f"{m}->{k}" for m, k in K_LADDER) + " (the next rung up)",
+    quality: int = setting(8, "the bitrate knob: atoms per step and codebook set M; the codebook size K follows the "
+                              "ladder M->K " + ", ".join(f"{m}->{k}" for m, k in K_LADDER) + " (the next rung up), "
+                              "and the residual step and anchor quality follow M (gvc/ladder.py)",
                            lo=1, hi=MAX_QUALITY, what="quality (atoms per step)")
     tail_quality: int | None = setting(None, "M_tail for I2V's last latent frames (default: 2·M, below K)",
                                        lo=1, hi=MAX_QUALITY, what="tail quality")
@@ -55,11 +57,13 @@ class CodecConfig:
     gamma: float = setting(3.0, "SDE diffusion scale γ", lo=0.0, hi=10.0)
     shift: float = setting(3.0, "timestep shift", lo=0.1, hi=20.0)
     seed: int = setting(0, "codebook and initial-noise seed", lo=0, hi=2**32 - 1)
-    residual_step: float | None = setting(0.35, "I2V tail-latent residual quantiser step; 0 disables the residual",
-                                          lo=1e-3, hi=100.0, what="residual step")
+    residual_step: float | None | str = setting(LADDER, "I2V tail-latent residual quantiser step; 0 disables the "
+                                                "residual; ladder = follows --quality", lo=1e-3, hi=100.0,
+                                                what="residual step")
     anchor_codec: str | int | None = setting(None, "anchor image codec: " + ", ".join(_ANCHOR_CODECS)
                                              + " (default: the best measured one, av1-intra)")
-    anchor_quality: float = setting(50.0, "anchor image quality", lo=0.0, hi=100.0, what="anchor quality")
+    anchor_quality: float | str = setting(LADDER, "anchor image quality; ladder = follows --quality", lo=0.0, hi=100.0,
+                                          what="anchor quality")
     prompt: str = setting("", "T2V text prompt stored in the stream")
     codebook_span: int | None = setting(None, "latent frames per codebook set, 0 = one set for the whole GOP "
                                               "(default: the prior's)", lo=0, hi=MAX_GOP_LENGTH, what="codebook span")
@@ -69,6 +73,16 @@ class CodecConfig:
     device: str = setting("cpu", "cpu or cuda")
     target_kbps: float | None = setting(None, "choose the knob per GOP to hit this bitrate at the input's frame rate",
                                         lo=0.01, hi=1e6, what="target bitrate (kbps)")
+
+    def __post_init__(self):
+        """Levers left at LADDER take the ladder's values for this mode and quality (explicit values win)."""
+        from .ladder import levers
+
+        chosen = levers(self.mode, self.quality)
+        if self.residual_step == LADDER:
+            self.residual_step = chosen.residual_step
+        if self.anchor_quality == LADDER:
+            self.anchor_quality = chosen.anchor_quality
 
     def validate(self) -> "CodecConfig":
         for f in fields(self):

@@ -445,7 +445,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gvc.config import MODES, default
+    from gvc.config import MODES, CodecConfig, default
 
     ap = argparse.ArgumentParser(prog="python -m tools.byte_split", description=__doc__.splitlines()[0])
     src = ap.add_mutually_exclusive_group(required=True)
@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
                        "bpp": stats["bpp"], "kbps": stats["kbps"], "psnr": stats["psnr"], "split": split}
                 if study:
                     run["residual_study"] = residual_study(out, clip, residuals, args.frames, args.prior,
-                                                           default("residual_step"))
+                                                           CodecConfig(mode=mode, quality=q).residual_step)
                 runs.append(run)
                 print(f"{mode} M={q}: {split['file_bytes']} B, PSNR {stats['psnr']:.2f} dB: " + ", ".join(
                     f"{k} {v:g}" for k, v in split["total_bytes"].items() if v), file=sys.stderr)
