@@ -11,7 +11,8 @@ GOP k outputs frames [k·s + o, k·s + L) (GOP 0 from frame 0), s = L − o, for
   own first anchor. The GOPs between are decoded and not output.
 
 The reader starts at that keyframe (Matroska Cues, .gvc unit index); :class:`RangeSelector` tells the
-decoder, unit by unit, whether to skip it, decode it only as a reference, or decode and output it.
+decoder (gvc.pipeline.SequenceDecoder), unit by unit, whether to skip it, decode it only as a reference,
+or decode and output it, and which of its frames fall in the range.
 """
 
 from __future__ import annotations
@@ -21,11 +22,8 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-import numpy as np
-
-from container.bitstream import GopUnit, SequenceHeader, frame_hash
-from .codec import Decoder
-from .errors import BitstreamError, ParameterError
+from container.bitstream import SequenceHeader
+from .errors import ParameterError
 
 SKIP, REFERENCE, OUTPUT, STOP = "skip", "reference", "output", "stop"
 
@@ -119,6 +117,18 @@ class RangeSelector:
         mode = self.header.mode
         return (k - 1, False) if mode == "flf2v" else (k, mode == "i2v")
 
+    def frame_count(self) -> int | None:
+        """Frames the range holds, when the header knows the stream's frame count (else None)."""
+        fc = self.header.frame_count
+        return None if not fc else max(min(self.end or fc, fc) - self.start, 0)
+
+    def trim(self, gop_index: int, frames: list) -> tuple[int, list]:
+        """(pts of the first kept frame, the frames) of a GOP's output frames inside [start, end)."""
+        a = output_start(self.header, gop_index)
+        lo = max(self.start - a, 0)
+        hi = len(frames) if self.end is None else max(min(self.end - a, len(frames)), lo)
+        return a + lo, frames[lo:hi]
+
     def role(self, gop_index: int) -> str:
         k, last = self.first_gop, self.last_gop
         if last is not None and gop_index > last:
@@ -131,91 +141,3 @@ class RangeSelector:
         return SKIP
 
 
-
-class RangeDecoder:
-    """GOP units in, frames out, for the range a :class:`RangeSelector` describes: each unit is skipped,
-    decoded as a reference or decoded and output (trimmed to the range); damaged and missing GOPs are
-    concealed (the last good frame repeated) and reported in `problems`; the others decode normally.
-    The loop of `gvc decode` and of libgvc (gvc.capi)."""
-
-    def __init__(self, decoder: Decoder, select: RangeSelector, *, verify: bool = True, progress=None, on_gop=None):
-        self.decoder, self.select, self.verify = decoder, select, verify
-        self.progress, self.on_gop = progress, on_gop
-        self.problems: list[str] = []
-        self.failed: list[int] = []  # GOPs whose unit parsed but could not be decoded (concealed)
-        self.frames_out = 0
-        self.done = False  # a unit past the range was seen
-        self.expected: int | None = 0 if select.entry()[0] is None else None  # None: the first unit read sets it
-
-    def reset(self) -> None:
-        """Forget the chain (the caller seeked): the next unit starts it."""
-        self.expected, self.done = None, False
-        self.decoder.reset()
-
-    def push(self, unit: GopUnit | BitstreamError, role: str | None = None) -> list[tuple[int, np.ndarray]]:
-        """Frames (pts, RGB) the unit yields; `role` overrides the selector's (REFERENCE: decode, don't output)."""
-        if isinstance(unit, BitstreamError):
-            where = "before GOP 0" if not self.expected else f"after GOP {self.expected - 1}"
-            self.problems.append(f"damaged unit {where}: {unit}")
-            return []
-        role = role or self.select.role(unit.gop_index)
-        if role == STOP:
-            self.done = True
-            return []
-        out = []
-        self.expected = unit.gop_index if self.expected is None else self.expected
-        while self.expected < unit.gop_index:
-            self.problems.append(f"GOP {self.expected} missing: concealed")
-            out += self._conceal(self.expected)
-            self.expected += 1
-        if unit.gop_index < self.expected:
-            self.problems.append(f"GOP {unit.gop_index} out of order: skipped")
-            return out
-        self.expected = unit.gop_index + 1
-        if role == SKIP:
-            return out
-        try:
-            if role == REFERENCE:
-                self.decoder.skip_gop(unit)
-            else:
-                frames = self.decoder.decode_gop(unit, progress=self.progress)
-        except BitstreamError as e:
-            self.problems.append(f"GOP {unit.gop_index}: {e}; concealed")
-            self.failed.append(unit.gop_index)
-            return out + self._conceal(unit.gop_index)
-        if self.on_gop is not None:
-            self.on_gop(unit.gop_index, role)
-        if role == OUTPUT:
-            if self.verify and frame_hash(frames) != unit.frame_hash:
-                self.problems.append(f"GOP {unit.gop_index}: decoded frames differ from the encoder's (frame hash mismatch)")
-            out += self._emit(unit.gop_index, frames)
-        return out
-
-    def finish(self) -> list[tuple[int, np.ndarray]]:
-        """Conceal the GOPs missing at the end of the range (when the header knows the frame count)."""
-        h, select = self.decoder.header, self.select
-        if not h.frame_count:
-            return []
-        wanted = min(select.end or h.frame_count, h.frame_count) - select.start
-        index = select.first_gop if self.expected is None else self.expected
-        out = []
-        while self.frames_out < wanted:
-            self.problems.append(f"GOP {index} missing at end of stream: concealed")
-            got = self._conceal(index)
-            if not got:
-                break
-            out += got
-            index += 1
-        self.expected = index
-        return out
-
-    def _conceal(self, index: int) -> list[tuple[int, np.ndarray]]:
-        return self._emit(index, self.decoder.conceal_gop(index))
-
-    def _emit(self, index: int, frames: list[np.ndarray]) -> list[tuple[int, np.ndarray]]:
-        a = output_start(self.decoder.header, index)
-        lo = max(self.select.start - a, 0)
-        hi = len(frames) if self.select.end is None else max(min(self.select.end - a, len(frames)), 0)
-        kept = [(a + i, frames[i]) for i in range(lo, hi)]
-        self.frames_out += len(kept)
-        return kept

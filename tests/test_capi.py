@@ -81,7 +81,7 @@ def test_c_example_rgb24_equals_the_decoded_frames(example, stream, tmp_path):
             pass
 
     frames = Frames()
-    decode_stream(str(gvc), lambda h: frames, quiet=True)
+    decode_stream(str(gvc), lambda h: frames)
     assert out.read_bytes() == b"".join(np.ascontiguousarray(f).tobytes() for f in frames)
 
 

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import SMALL_CLIP  # tests/ is on sys.path (pytest prepend mode)
 from tools import rd
-from tools.bd import bd_metric, bd_rate
+from tools.bd import bd_metric, bd_metric_figure, bd_rate, bd_rate_figure
 from tools.metrics import mean_ms_ssim, ms_ssim_per_frame
 
 W, H, FRAMES = 176, 144, 9  # the quick preset on carphone
@@ -53,6 +58,34 @@ def test_bd_is_none_without_overlap_or_points():
     assert bd_rate(ANCHOR_RATES[:3], line, [0.8 * r for r in ANCHOR_RATES[:3]], line) == pytest.approx(-20.0, abs=1e-6)
 
 
+def test_bd_figures_give_their_overlap_and_flag_narrow_ones():
+    m = curve(ANCHOR_RATES)
+    wide = bd_metric_figure(ANCHOR_RATES, m, [0.9 * r for r in ANCHOR_RATES], m)
+    assert wide.overlap == pytest.approx((0.01, 0.144)) and wide.decades == pytest.approx(math.log10(14.4))
+    assert not wide.narrow
+    # two points of the test curve inside the anchor's top segment: 0.15..0.16 bpp is 0.028 of a decade
+    tip = bd_metric_figure(ANCHOR_RATES, m, [0.15, 0.16, 0.3], curve([0.15, 0.16, 0.3]))
+    assert tip.overlap == pytest.approx((0.15, 0.16)) and tip.decades == pytest.approx(math.log10(0.16 / 0.15))
+    assert tip.narrow and tip.value == pytest.approx(0.0, abs=0.05)
+    rate = bd_rate_figure(ANCHOR_RATES, m, [0.15, 0.16, 0.3], curve([0.15, 0.16, 0.3]))
+    assert rate.narrow and rate.overlap == pytest.approx((curve([0.15])[0], curve([0.16])[0]))
+    assert not bd_rate_figure(ANCHOR_RATES, m, [0.9 * r for r in ANCHOR_RATES], m).narrow
+    assert bd_rate_figure(ANCHOR_RATES, m, [0.02], [31.0]).as_dict() == \
+        {"value": None, "overlap": None, "decades": None, "narrow": False}
+
+
+def test_bd_lines_show_range_and_flag():
+    m = curve(ANCHOR_RATES)
+    curves = {"seq": {"x265": {"results": {"bpp": ANCHOR_RATES, "psnr-rgb": m}},
+                      "near": {"results": {"bpp": [0.15, 0.16, 0.3], "psnr-rgb": curve([0.15, 0.16, 0.3])}},
+                      "far": {"results": {"bpp": [r * 1000 for r in ANCHOR_RATES], "psnr-rgb": m}}}}
+    lines = rd.bd_lines(rd.bd_tables(curves, "x265"))
+    near, = [line for line in lines if ": near vs x265" in line]
+    assert "over 0.15–0.16 bpp (0.03 decades of rate) NARROW" in near and "BD-PSNR-RGB" in near
+    far, = [line for line in lines if ": far vs x265" in line]
+    assert "BD-PSNR-RGB none (no overlap)" in far
+
+
 # -- MS-SSIM -----------------------------------------------------------------------------------------------
 
 def test_ms_ssim_is_one_for_identical_frames_and_falls_with_noise():
@@ -72,10 +105,10 @@ def test_ms_ssim_is_one_for_identical_frames_and_falls_with_noise():
 def quick_run(tmp_path_factory, clips_dir, clip, ffmpeg):
     clip(SMALL_CLIP)  # skips when the clip is absent
     out = tmp_path_factory.mktemp("rd")
-    argv = ["--quick", "--prior", "analytic", "--clips-dir", str(clips_dir), "--out", str(out / "rd.json"),
-            "--plots", str(out / "img"), "--work", str(out / "work"), "--report", str(out / "results.md"), "-q"]
+    argv = ["--quick", "--prior", "analytic", "--clips-dir", str(clips_dir), "--out", str(out),
+            "--plots", str(out / "img"), "--report", str(out / "results.md"), "-q"]
     assert rd.main(argv) == 0
-    return out, argv, json.loads((out / "rd.json").read_text())
+    return out, argv, json.loads((out / "rd_quick.json").read_text())
 
 
 def curves_of(data):
@@ -109,6 +142,8 @@ def test_quick_sweep_figures_are_sane(quick_run):
         assert p["kbps"] == pytest.approx(p["bits"] / (FRAMES / fps) / 1000, rel=1e-3)
         assert 5 < p["psnr-y"] < 60 and 5 < p["psnr-rgb"] < 60
         assert 0 < p["ms-ssim"] <= 1 and 0 <= p["vmaf"] <= 100
+        assert p["encode_seconds"] > 0 and p["encode_cpu_seconds"] > 0 and p["decode_cpu_seconds"] > 0
+        assert len(p["load_average"]) == 3
     codecs = curves_of(data)
     x265 = codecs["x265"]["results"]  # sorted by rate: PSNR, MS-SSIM and VMAF rise with it, CRF falls
     assert x265["bpp"] == sorted(x265["bpp"]) and x265["crf"] == sorted(x265["crf"], reverse=True)
@@ -128,35 +163,115 @@ def test_quick_sweep_figures_are_sane(quick_run):
 def test_quick_sweep_writes_plots_and_report(quick_run):
     out, _, data = quick_run
     pngs = sorted((out / "img").glob("rd_*.png"))
-    assert [p.name for p in pngs] == sorted(f"rd_{m}.png" for m in ("psnr-y", "psnr-rgb", "ms-ssim", "vmaf"))
+    assert [p.name for p in pngs] == sorted(f"rd_quick_{m}.png" for m in ("psnr-y", "psnr-rgb", "ms-ssim", "vmaf"))
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     md = (out / "results.md").read_text()
     assert "python -m tools.rd --quick" in md and "ffmpeg version" in md and "| torch |" in md
-    assert "| x265 | crf 51 |" in md and "BD against `x265`" in md and "](img/rd_psnr-y.png)" in md
+    assert "| x265 | crf 51 |" in md and "BD against `x265`" in md and "](img/rd_quick_psnr-y.png)" in md
+    assert "enc CPU s" in md and "## Rate–distortion: `rd_quick.json`" in md
+    assert md.count("## Rate–distortion") == 1  # this run's JSON alone, not benchmarks/rd*.json
 
 
 def test_quick_sweep_resumes_without_recomputing(quick_run, capsys):
     out, argv, data = quick_run
     assert rd.main([a for a in argv if a != "-q"]) == 0
     assert f"{len(data['points'])} already in" in capsys.readouterr().err
-    again = json.loads((out / "rd.json").read_text())
+    again = json.loads((out / "rd_quick.json").read_text())
     assert again["points"] == data["points"]
 
 
 def test_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path, clip, ffmpeg):
     path = clip(SMALL_CLIP)
-    out = tmp_path / "rd.json"
     assert rd.main(["--quick", "--clips", str(path), "--modes", "none", "--codecs", "vvc",
-                    "--params", "vvc=99,63", "--no-vmaf", "--no-plots", "--out", str(out), "-q"]) == 0
-    points = {p["value"]: p for p in json.loads(out.read_text())["points"]}
+                    "--params", "vvc=99,63", "--no-vmaf", "--no-plots", "--out", str(tmp_path), "-q"]) == 0
+    points = {p["value"]: p for p in json.loads((tmp_path / "rd_quick.json").read_text())["points"]}
     assert "error" in points[99] and "ffmpeg failed" in points[99]["error"]
     assert "error" not in points[63] and points[63]["bytes"] > 0
 
 
 def test_missing_clip_is_one_line_and_non_zero(tmp_path, capsys):
-    assert rd.main(["--quick", "--clips", "no_such_clip.mp4", "--out", str(tmp_path / "rd.json")]) == 1
+    assert rd.main(["--quick", "--clips", "no_such_clip.mp4", "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("rd: error: clip not found: no_such_clip.mp4") and "\n" not in err
+    assert not (tmp_path / "out").exists()
+
+
+# -- safety on a new clip ----------------------------------------------------------------------------------
+
+ROOT = Path(rd.__file__).resolve().parents[1]
+TINY = ["--frames", "3", "--steps", "4", "--modes", "i2v", "--prior", "analytic", "--codecs", "x265", "--no-vmaf"]
+
+
+def run_rd(argv, tmp_path, pre: str = "") -> subprocess.CompletedProcess:
+    """``python -m tools.rd`` with tiny settings and ARGV in the checkout, with TMPDIR inside tmp_path; ``pre``
+    runs before it."""
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"), "OMP_NUM_THREADS": "1"}
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    code = f"import sys\n{pre}\nfrom tools import rd\nsys.exit(rd.main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *TINY, *argv], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def git_status() -> str:
+    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout
+
+
+@pytest.fixture
+def outside_clip(tmp_path, clip, ffmpeg):
+    """carphone copied to a folder outside the checkout and outside the clips folder."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    src = tmp_path / "elsewhere" / "my clip.mp4"
+    src.parent.mkdir()
+    shutil.copyfile(clip(SMALL_CLIP), src)
+    return src
+
+
+def test_rd_on_a_clip_outside_the_checkout_without_out_leaves_it_clean(outside_clip, tmp_path):
+    before = git_status()
+    run = run_rd(["--clips", str(outside_clip), "--qualities", "2", "--params", "x265=51", "--report",
+                  str(tmp_path / "report.md")], tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert git_status() == before
+    folder, = [line.removeprefix("rd: output folder: ") for line in run.stderr.splitlines()
+               if line.startswith("rd: output folder: ")]
+    assert Path(folder).parent == tmp_path / "tmp"
+    data = json.loads((Path(folder) / "rd.json").read_text())
+    assert {p["codec"] for p in data["points"] if "error" not in p} == {"gvc-i2v", "x265"}
+    assert sorted(p.name for p in Path(folder).glob("*.png")) == ["rd_ms-ssim.png", "rd_psnr-rgb.png", "rd_psnr-y.png"]
+    assert "BD-rate" in run.stderr and "CPU" in run.stderr
+
+
+def test_resumed_run_into_the_same_folder_keeps_every_earlier_stream(outside_clip, tmp_path):
+    out = tmp_path / "out"
+    first = run_rd(["--clips", str(outside_clip), "--out", str(out), "--qualities", "2", "--params", "x265=51",
+                    "--no-plots", "-q"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    streams = {p: p.read_bytes() for p in (out / "work").rglob("stream.*")}
+    assert len(streams) == 2
+    second = run_rd(["--clips", str(outside_clip), "--out", str(out), "--qualities", "8,2",
+                     "--params", "x265=47,51", "--no-plots", "-q"], tmp_path)
+    assert second.returncode == 0, second.stderr
+    after = {p: p.read_bytes() for p in (out / "work").rglob("stream.*")}
+    assert len(after) == 4 and all(after[p] == data for p, data in streams.items())
+    points = json.loads((out / "rd.json").read_text())["points"]
+    assert sorted((p["codec"], p["value"]) for p in points) == [("gvc-i2v", 2), ("gvc-i2v", 8), ("x265", 47),
+                                                                ("x265", 51)]
+    assert not list((out / "work").rglob("decoded.y4m"))
+
+
+def test_missing_matplotlib_stops_before_the_sweep_with_one_line(outside_clip, tmp_path):
+    hide = ("class Hide:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'matplotlib':\n"
+            "            raise ModuleNotFoundError(name)\n"
+            "sys.meta_path.insert(0, Hide())")
+    run = run_rd(["--clips", str(outside_clip), "--out", str(tmp_path / "out"), "--qualities", "2",
+                  "--params", "x265=51"], tmp_path, pre=hide)
+    assert run.returncode == 1
+    assert run.stderr.strip().startswith("rd: error: plots need matplotlib") and "\n" not in run.stderr.strip()
+    assert not (tmp_path / "out").exists()  # nothing measured
 
 
 def test_target_size_and_crop():

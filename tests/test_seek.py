@@ -11,8 +11,8 @@ import pytest
 from container.io import StreamReader
 from container.unit_index import scan_units
 from ffmpeg_bridge.video_io import VideoReader
-from gvc.codec import Decoder
-from gvc.config import CodecConfig
+from gvc.codec import GopCodec
+from gvc.config import CodecConfig, DecodeConfig
 from gvc.errors import ParameterError
 from gvc.pipeline import decode_stream, encode_stream
 from gvc.seek import SeekRequest, frame_range, parse_time
@@ -52,7 +52,7 @@ def streams(tmp_path_factory, clip17):
             for ext in ("mkv", "gvc"):
                 path = folder / f"{mode}_{refresh}.{ext}"
                 with VideoReader(str(clip17)) as r:
-                    encode_stream(r, str(path), CodecConfig(mode=mode, refresh=refresh, **TINY), prior="analytic", quiet=True)
+                    encode_stream(r, str(path), CodecConfig(mode=mode, refresh=refresh, prior="analytic", **TINY).validate())
                 paths.append(path)
             full = decode(paths[0])[0]
             assert len(full) == FRAMES
@@ -63,16 +63,21 @@ def streams(tmp_path_factory, clip17):
 
 
 def decode(path, seek=None, monkeypatch=None):
-    """Frames, {role: [GOP indices]} from on_gop, and the GOPs actually sampled (Decoder.decode_gop calls)."""
-    sampled = []
+    """Frames, {role: [GOP indices]} (output: on_gop; reference: GopCodec.skip calls) and the GOPs actually
+    sampled (GopCodec.decode calls), which the report's `sampled` list must agree with."""
+    sampled, roles = [], {}
     if monkeypatch is not None:
-        real = Decoder.decode_gop
-        monkeypatch.setattr(Decoder, "decode_gop", lambda self, unit, **kw: sampled.append(unit.gop_index) or real(self, unit, **kw))
-    roles = {}
+        real_decode, real_skip = GopCodec.decode, GopCodec.skip
+        monkeypatch.setattr(GopCodec, "decode", lambda self, unit, *a, **kw: sampled.append(unit.gop_index)
+                            or real_decode(self, unit, *a, **kw))
+        monkeypatch.setattr(GopCodec, "skip", lambda self, unit, *a, **kw: roles.setdefault("reference", []).append(
+            unit.gop_index) or real_skip(self, unit, *a, **kw))
     sink = Frames()
-    result = decode_stream(str(path), lambda h: sink, prior="analytic", quiet=True, seek=seek,
-                           on_gop=lambda i, role: roles.setdefault(role, []).append(i))
-    assert result["problems"] == []
+    report = decode_stream(str(path), lambda h: sink, DecodeConfig(prior="analytic"), seek=seek,
+                           on_gop=lambda record: roles.setdefault("output", []).append(record.gop))
+    assert report.events == []
+    if monkeypatch is not None:
+        assert report.sampled == sampled
     return sink.frames, roles, sampled
 
 
@@ -125,9 +130,9 @@ def test_damaged_gop_harm_ends_at_the_next_keyframe(tmp_path, streams):
     bad = tmp_path / "bad.gvc"
     bad.write_bytes(bytes(data))
     sink = Frames()
-    result = decode_stream(str(bad), lambda h: sink, prior="analytic", quiet=True)
-    assert any("GOP 1" in p or "after GOP 0" in p for p in result["problems"])
-    assert not any("hash mismatch" in p for p in result["problems"])  # GOPs 2, 3 decode as encoded
+    problems = decode_stream(str(bad), lambda h: sink, DecodeConfig(prior="analytic")).as_dict()["problems"]
+    assert any("GOP 1" in p or "after GOP 0" in p for p in problems)
+    assert not any("hash mismatch" in p for p in problems)  # GOPs 2, 3 decode as encoded
     assert all(np.array_equal(a, b) for a, b in zip(sink.frames[9:], full[9:]))
     assert not np.array_equal(sink.frames[5], full[5])  # GOP 1 concealed
 

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ffmpeg_bridge.ffmpeg import ffmpeg_exe, ffmpeg_version, run_ffmpeg
-from ffmpeg_bridge.video_io import VideoReader, VideoWriter, psnr
+from ffmpeg_bridge.video_io import VideoReader, VideoWriter
+from gvc.metrics import psnr
 from gvc.errors import InputError
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -241,7 +242,7 @@ def test_write_encoded_file(tmp_path, small_clip_y4m, ext):
     frames = _read_all(small_clip_y4m)[:5]
     y4m, enc = tmp_path / "ref.y4m", tmp_path / f"out{ext}"
     for dest in (y4m, enc):
-        with VideoWriter(dest, width=176, height=144, fps=NTSC) as w:
+        with VideoWriter(dest, width=176, height=144, fps=NTSC, lossless=True) as w:
             for f in frames:
                 w.write(f)
     with VideoReader(enc) as r:
@@ -250,6 +251,28 @@ def test_write_encoded_file(tmp_path, small_clip_y4m, ext):
     assert len(got) == 5
     # libx264 at qp 0 is lossless in YUV: identical to the y4m of the same frames
     assert all(np.array_equal(a, b) for a, b in zip(got, _read_all(y4m)))
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv"])
+def test_encoded_output_is_playable_by_default(tmp_path, clip, ffmpeg, ext):
+    """Issue 19: .mp4/.mkv output is yuv420p H.264 High (or Main) at a visually lossless CRF, a tenth of the
+    lossless size or less; lossless=True keeps the 4:4:4-profile lossless coding."""
+    frames = _read_all_limited(clip(CARPHONE), 30)
+    paths = {}
+    for lossless in (False, True):
+        paths[lossless] = tmp_path / f"{'lossless' if lossless else 'default'}{ext}"
+        with VideoWriter(paths[lossless], width=176, height=144, fps=NTSC, lossless=lossless) as w:
+            for f in frames:
+                w.write(f)
+    probe = subprocess.run([ffmpeg, "-hide_banner", "-i", str(paths[False])], capture_output=True, text=True).stderr
+    video = next(line for line in probe.splitlines() if "Video:" in line)
+    assert re.search(r"h264 \((High|Main)\)", video) and "yuv420p(" in video, video
+    probe = subprocess.run([ffmpeg, "-hide_banner", "-i", str(paths[True])], capture_output=True, text=True).stderr
+    assert "High 4:4:4 Predictive" in probe
+    assert paths[False].stat().st_size * 10 <= paths[True].stat().st_size
+    got, exact = _read_all(paths[False]), _read_all(paths[True])  # the lossless file: the same frames in 4:2:0
+    db = [psnr(a, b) for a, b in zip(exact, got)]
+    assert len(got) == 30 and min(db) > 34 and sum(db) / 30 > 37  # CRF 18 on carphone: 36.0 min, 37.8 mean
 
 
 def test_write_stdout_to_ffmpeg(tmp_path, small_clip_y4m, ffmpeg):
@@ -566,3 +589,23 @@ def test_rgb_and_other_decoded_formats_are_read(tmp_path, clip, ffmpeg, pix_fmt,
         with av.open(str(out)) as c:
             ref = next(c.decode(video=0)).to_ndarray(format="rgb24")
         assert np.array_equal(frames[0], ref)
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv422p", "yuv444p10le", "gray"])
+def test_y4m_planes_read_here_equal_libavformats_frames(clip, ffmpeg, pix_fmt):
+    """y4m is parsed once, by our reader; its frames are those libavformat's y4m demuxer would give (odd size,
+    subsampled, 10-bit and grey layouts; same conversion to RGB)."""
+    import av
+
+    data = subprocess.run([ffmpeg, "-v", "error", "-i", str(clip(CARPHONE)), "-frames:v", "3", "-vf", "scale=175:143",
+                           "-pix_fmt", pix_fmt, "-strict", "-1", "-f", "yuv4mpegpipe", "-"],
+                          capture_output=True, check=True).stdout
+    with VideoReader(io.BytesIO(data)) as reader, av.open(io.BytesIO(data), format="yuv4mpegpipe") as demuxed:
+        theirs = [reader._to_rgb(f) for f in demuxed.decode(video=0)]
+        ours = list(reader)
+    assert len(ours) == len(theirs) == 3 and all(np.array_equal(a, b) for a, b in zip(ours, theirs))
+
+
+def test_max_frames_is_what_info_counts(clip):
+    with VideoReader(clip(CARPHONE), max_frames=5) as r:
+        assert r.info.frames == 5 and len(list(r)) == 5

@@ -19,6 +19,7 @@ import platform
 import random
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -66,24 +67,41 @@ def _rate(K_atoms: int, dim: int, seconds: float) -> dict:
     }
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+@dataclass
+class Settings:
+    """One benchmark run (the command line's options; tools.bench builds one directly)."""
+
+    device: str = "cpu"
+    K: int = 16384
+    M: int = 64
+    dim: int = 230400
+    quick: bool = False  # small dim and K: runs in seconds on a CPU
+    repeats: int | None = None
+    naive_atoms: int | None = None
+    tile_bytes: int | None = None
+    threads: int | None = None
+    no_compile: bool = False
+    seed: int = 1234
+
+
+def parse_args(argv=None) -> Settings:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--K", type=int, default=16384)
-    p.add_argument("--M", type=int, default=64)
-    p.add_argument("--dim", type=int, default=230400)
+    p.add_argument("--device", default=Settings.device)
+    p.add_argument("--K", type=int, default=Settings.K)
+    p.add_argument("--M", type=int, default=Settings.M)
+    p.add_argument("--dim", type=int, default=Settings.dim)
     p.add_argument("--quick", action="store_true", help="small dim and K: runs in seconds on a CPU")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3, 2 for --quick)")
     p.add_argument("--naive-atoms", type=int, default=None, help="atoms run by the naive loop (default K/16)")
     p.add_argument("--tile-bytes", type=int, default=None, help="CodebookSearch tile_bytes (default: its own)")
     p.add_argument("--threads", type=int, default=None, help="CPU worker threads of the numpy path")
     p.add_argument("--no-compile", action="store_true", help="torch path: do not torch.compile the generator")
-    p.add_argument("--seed", type=int, default=1234)
-    return p.parse_args(argv)
+    p.add_argument("--seed", type=int, default=Settings.seed)
+    return Settings(**vars(p.parse_args(argv)))
 
 
-def measure(a: argparse.Namespace) -> dict:
-    """Run the benchmark described by ``parse_args``' namespace; returns the result (see the module doc)."""
+def measure(a: Settings) -> dict:
+    """Run the benchmark `a` describes; returns the result (see the module doc)."""
     if a.quick:
         a.dim = min(a.dim, 4096)
         a.K = min(a.K, 1024)

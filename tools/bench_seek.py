@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from gvc.config import DecodeConfig
 from gvc.pipeline import decode_stream
 from gvc.probe import probe
 from gvc.seek import SeekRequest
@@ -29,13 +30,11 @@ class _Discard:
 
 
 def timed_decode(path: str, prior: str | None, seek: SeekRequest | None) -> dict:
-    sampled = []
     t0, c0 = time.perf_counter(), time.process_time()
-    r = decode_stream(path, lambda h: _Discard(), prior=prior, quiet=True, seek=seek,
-                      on_gop=lambda i, role: sampled.append(i))
+    r = decode_stream(path, lambda h: _Discard(), DecodeConfig(prior=prior), seek=seek).as_dict()
     # CPU seconds as well as wall seconds: on a shared machine the wall clock measures the neighbours.
     return {"seconds": round(time.perf_counter() - t0, 3), "cpu_seconds": round(time.process_time() - c0, 3),
-            "frames": r["frames"], "gops_decoded": sampled, "problems": r["problems"]}
+            "frames": r["frames"], "gops_decoded": r["sampled"], "problems": r["problems"]}
 
 
 def measure(path: str, prior: str | None) -> dict:

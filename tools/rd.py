@@ -3,16 +3,21 @@
     python -m tools.rd [--quick] [--clips carphone_176x144.mp4,tree_320x240.mp4] [--frames 33]
                        [--size upto:352x288|native|WxH] [--modes t2v,i2v,flf2v] [--qualities 2,4,8,16,32,64]
                        [--prior default] [--codecs x264,x265,vvc,av1] [--params x265=37,44,51 ...]
-                       [--no-vmaf] [--lpips-weights FILE.pt] [--out benchmarks/rd.json] [--plots docs/img]
-                       [--report docs/results.md] [--redo] [--quiet]
+                       [--no-vmaf] [--lpips-weights FILE.pt] [--out DIR] [--name rd] [--plots DIR]
+                       [--report FILE.md] [--redo] [--quiet]
+
+Outputs go under ``--out DIR``: ``DIR/NAME.json`` (every point), ``DIR/NAME_<metric>.png`` (``--plots`` moves
+them) and ``DIR/work/`` (sources and streams). Without ``--out`` a fresh temporary folder is made outside the
+checkout and its path printed; nothing is written into ``docs/`` or ``benchmarks/`` unless asked for by name.
 
 Every clip is decoded once by ffmpeg into a y4m file (``--frames`` frames, ``--size``: ``native``; ``WxH``
 centre-crops to that aspect ratio then scales, bicubic; ``upto:WxH`` does the same only for clips larger
 than WxH, fitting them inside it with sides rounded down to multiples of 16). That y4m is the input of every
 codec and the reference of every metric.
 
-* GVC: ``gvc encode SRC -o X.gvc --mode M --quality Q --prior P`` then ``gvc decode X.gvc`` (the CLI's own
-  functions, in process); size = the elementary ``.gvc`` stream (sequence header included).
+* GVC: the library's ``gvc.pipeline`` encode and decode in process (what ``gvc encode``/``gvc decode`` run),
+  with ``--mode``, ``--quality``, ``--prior``, ``--steps``; size = the elementary ``.gvc`` stream (sequence
+  header included).
 * classical codecs, through the ffmpeg binary: x264 and x265 ``-preset veryslow`` with a CRF sweep reaching
   CRF 51 (their lowest rate), VVC ``libvvenc -preset slow -qpa 0`` with a QP sweep to 63, AV1
   ``libsvtav1 -preset 2`` with a CRF sweep to 63; default GOP structure; size = the elementary stream
@@ -23,23 +28,30 @@ codec and the reference of every metric.
 Metrics (see tools/metrics.py): PSNR-Y, PSNR-RGB, MS-SSIM (RGB), VMAF (libvmaf, built-in model; ``--no-vmaf``
 skips it) and LPIPS only with ``--lpips-weights`` (a local TorchScript file; skipped with a message
 otherwise, never downloaded). Rates: true bpp = bits / (W·H·frames) and kbps at the clip's real frame rate.
-BD-rate and BD-metric against ``--anchor`` (default x265) over the overlapping range (tools/bd.py).
+Times: wall seconds, process CPU seconds (this process and its ffmpeg children) and the machine's load
+average after each point, so that times from a shared machine can be judged.
+BD-rate and BD-metric of every codec against ``--anchor`` (default x265) over the overlapping range
+(tools/bd.py), printed with that range; figures resting on less than 20 % of a log-rate decade are flagged.
 
-Output: one JSON (``--out``) holding every point (resumable: a point already there with the same clip,
-codec, parameters, frame count and size is skipped; points that failed are retried), CompressAI-style
-curves ``{"name", "description", "results": {"bpp": [...], "psnr-rgb": [...], ...}}`` per sequence and codec,
-their means over sequences and the BD tables; one PNG per metric (``--plots``, log-scale rate axis); with
-``--report`` also docs/results.md (tools/report.py). A point that fails is recorded with its error string.
+Resuming: a point already in the JSON with the same clip, codec, parameters, frame count and size is
+skipped (``--redo`` measures everything again; points that failed are retried). Each point's stream lives in
+its own work folder named after that key, so a resumed run never overwrites an earlier point's stream;
+decoded y4m files are deleted once scored. Output: CompressAI-style curves ``{"name", "description",
+"results": {"bpp": [...], "psnr-rgb": [...], ...}}`` per sequence and codec, their means over sequences, the
+BD tables and, with ``--report``, a Markdown report of this JSON alone (tools/report.py). A point that fails
+is recorded with its error string.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib
 import json
 import os
 import re
+import resource
 import shlex
-import shutil
 import sys
 import tempfile
 import time
@@ -47,11 +59,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIPS_DIR = ROOT.parent / "shared" / "clips"
+CLIPS_DIR = Path(os.environ.get("GVC_CLIPS_DIR") or ROOT.parent / "shared" / "clips")  # as tests/conftest.py
 METRICS = ("psnr-y", "psnr-rgb", "ms-ssim", "vmaf", "lpips")
 METRIC_LABELS = {"psnr-y": "PSNR-Y (dB)", "psnr-rgb": "PSNR-RGB (dB)", "ms-ssim": "MS-SSIM (RGB)",
                  "vmaf": "VMAF", "lpips": "LPIPS (lower is better)"}
 GVC_MODES = ("t2v", "i2v", "flf2v")
+TIME_FIELDS = ("encode_seconds", "encode_cpu_seconds", "decode_seconds", "decode_cpu_seconds")
 
 
 @dataclass(frozen=True)
@@ -193,51 +206,93 @@ def planned_points(sources: list[Source], args, prior_ids: dict[str, str]) -> li
     return points
 
 
-def encode_gvc(src: Source, point: dict, work: Path, device: str) -> tuple[Path, int, float, float, dict]:
-    """gvc encode + gvc decode (the CLI's functions); returns the decoded y4m, bytes, seconds, extra fields."""
-    from gvc.cli import build_parser, run_decode, run_encode
+def point_folder(p: dict) -> str:
+    """The work folder of a point, unique per point key: readable name plus a hash of the whole key."""
+    name = "-".join(str(v) for v in (p["codec"], (p.get("prior") or "").split(":")[0], f"{p['param']}{p['value']}",
+                                     f"s{p['steps']}" if "steps" in p else None) if v)
+    digest = hashlib.sha256(point_key(p).encode()).hexdigest()[:10]
+    return f"{sequence_of(p)}/{re.sub(r'[^A-Za-z0-9_.@+-]', '_', name)}-{digest}"
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process (all threads) and of its finished child processes (ffmpeg)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+class Stopwatch:
+    """Wall and CPU seconds of consecutive phases: ``lap("encode")`` ends the phase begun at the last lap."""
+
+    def __init__(self):
+        self.times: dict[str, float] = {}
+        self._wall, self._cpu = time.perf_counter(), cpu_seconds()
+
+    def lap(self, phase: str) -> None:
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        self.times[f"{phase}_seconds"] = round(wall - self._wall, 3)
+        self.times[f"{phase}_cpu_seconds"] = round(cpu - self._cpu, 3)
+        self._wall, self._cpu = wall, cpu
+
+
+def gvc_config(point: dict, device: str):
+    from gvc.config import CodecConfig
+
+    return CodecConfig(mode=point["mode"], quality=point["value"], steps=point["steps"], prior=point["prior_arg"],
+                       device=device, codebook_span=point.get("codebook_span")).validate()
+
+
+def encode_gvc(src: Source, point: dict, work: Path, device: str, clock: Stopwatch) -> tuple[Path, int, dict]:
+    """Encode and decode with the library (gvc.pipeline); returns the decoded y4m, bytes and extra fields
+    (the per-GOP records and the levers the quality ladder chose)."""
+    from ffmpeg_bridge.video_io import VideoReader, VideoWriter
+    from gvc.config import DecodeConfig
+    from gvc.errors import GVCError
+    from gvc.pipeline import decode_stream, encode_stream
 
     stream, decoded = work / "stream.gvc", work / "decoded.y4m"
-    parser = build_parser()
-    enc = parser.parse_args(["encode", str(src.y4m), "-o", str(stream), "--mode", point["mode"],
-                             "--quality", str(point["value"]), "--prior", point["prior_arg"],
-                             "--steps", str(point["steps"]), "--device", device, "-q",
-                             *(["--codebook-span", str(point["codebook_span"])] if "codebook_span" in point else [])])
-    t0 = time.perf_counter()
-    run_encode(enc, enc.input)
-    t1 = time.perf_counter()
-    dec = parser.parse_args(["decode", str(stream), "-o", str(decoded), "--prior", point["prior_arg"],
-                             "--device", device, "-q"])
-    result = run_decode(dec, dec.input, dec.output)
-    t2 = time.perf_counter()
-    extra = {"decoder_problems": result["problems"]} if result["problems"] else {}
-    return decoded, stream.stat().st_size, t1 - t0, t2 - t1, extra
+    config = gvc_config(point, device)
+    with VideoReader(str(src.y4m)) as reader:
+        report = encode_stream(reader, str(stream), config)
+    clock.lap("encode")
+    result = decode_stream(str(stream), lambda h: VideoWriter(str(decoded), width=h.width, height=h.height, fps=h.fps),
+                           DecodeConfig(prior=point["prior_arg"], device=device))
+    clock.lap("decode")
+    if result.damage:
+        raise GVCError(f"decoding the stream: {result.damage[0]}")
+    stats = report.as_dict(stream.stat().st_size)
+    extra = {"levers": {"m": config.quality, "residual_step": config.residual_step if config.mode == "i2v" else None,
+                        "anchor_quality": config.anchor_quality if config.mode != "t2v" else None},
+             "gops": [{k: v for k, v in g.items() if k != "psnr"} for g in stats["gops"]]}
+    if result.events:
+        extra["decoder_problems"] = [str(e) for e in result.events]
+    return decoded, stream.stat().st_size, extra
 
 
-def encode_classical(src: Source, point: dict, work: Path) -> tuple[Path, int, float, float, dict]:
+def encode_classical(src: Source, point: dict, work: Path, clock: Stopwatch) -> tuple[Path, int, dict]:
     from ffmpeg_bridge.ffmpeg import run_ffmpeg
 
     codec = CLASSICAL[point["codec"]]
     stream, decoded = work / f"stream{codec.ext}", work / "decoded.y4m"
-    t0 = time.perf_counter()
     run_ffmpeg(["-y", "-i", str(src.y4m), "-an", *codec.encode_args(point["value"]), "-f", codec.muxer, str(stream)])
-    t1 = time.perf_counter()
+    clock.lap("encode")
     run_ffmpeg(["-y", "-i", str(stream), "-fps_mode", "passthrough", "-pix_fmt", "yuv420p",
                 "-f", "yuv4mpegpipe", str(decoded)])
-    t2 = time.perf_counter()
-    return decoded, stream.stat().st_size, t1 - t0, t2 - t1, {}
+    clock.lap("decode")
+    return decoded, stream.stat().st_size, {}
 
 
 def measure_point(src: Source, point: dict, work: Path, *, device: str, vmaf: bool, lpips) -> dict:
-    """Encode, decode and score one point; returns the point with its figures (or its error)."""
+    """Encode, decode and score one point in its own folder ``work`` (its stream is kept there, the decoded
+    y4m and metric logs deleted); returns the point with its figures (or its error)."""
     from gvc.errors import GVCError
     from tools import metrics
 
     work.mkdir(parents=True, exist_ok=True)
+    clock = Stopwatch()
     try:
-        run = encode_gvc(src, point, work, device) if point["codec"].startswith("gvc-") else \
-            encode_classical(src, point, work)
-        decoded, nbytes, t_enc, t_dec, extra = run
+        run = encode_gvc(src, point, work, device, clock) if point["codec"].startswith("gvc-") else \
+            encode_classical(src, point, work, clock)
+        decoded, nbytes, extra = run
         reference, distorted = metrics.read_rgb(src.y4m), metrics.read_rgb(decoded)
         if len(distorted) != len(reference):
             raise GVCError(f"decoded {len(distorted)} frames, expected {len(reference)}")
@@ -246,15 +301,17 @@ def measure_point(src: Source, point: dict, work: Path, *, device: str, vmaf: bo
                "kbps": bits / (src.frames / src.fps) / 1000,
                "psnr-y": metrics.mean_psnr_y(decoded, src.y4m, work),
                "psnr-rgb": metrics.mean_psnr_rgb(reference, distorted),
-               "ms-ssim": metrics.mean_ms_ssim(reference, distorted),
-               "encode_seconds": round(t_enc, 3), "decode_seconds": round(t_dec, 3), **extra}
+               "ms-ssim": metrics.mean_ms_ssim(reference, distorted), **clock.times, **extra}
         if vmaf:
             out["vmaf"] = metrics.mean_vmaf(decoded, src.y4m, work)
         if lpips is not None:
             out["lpips"] = lpips.mean(reference, distorted)
-        return out
+        for scratch in (decoded, *work.glob("*.log"), *work.glob("vmaf.json")):
+            scratch.unlink(missing_ok=True)
     except (GVCError, OSError, ValueError, RuntimeError) as e:
-        return {**point, "error": f"{type(e).__name__}: {e}".splitlines()[0]}
+        out = {**point, "error": f"{type(e).__name__}: {e}".splitlines()[0], **clock.times}
+    out["load_average"] = [round(v, 2) for v in os.getloadavg()]
+    return out
 
 
 # -- curves, means, BD -------------------------------------------------------------------------------------
@@ -285,8 +342,7 @@ def build_curves(points: list[dict]) -> dict:
         curves[seq] = {}
         for name, pts in codecs.items():
             pts = sorted(pts, key=lambda p: p["bpp"])
-            fields = ["bytes", "bpp", "kbps"] + [m for m in METRICS if m in pts[0]] + \
-                ["encode_seconds", "decode_seconds"]
+            fields = ["bytes", "bpp", "kbps"] + [m for m in METRICS if m in pts[0]] + list(TIME_FIELDS)
             results = {pts[0]["param"]: [p["value"] for p in pts], **{f: [p.get(f) for p in pts] for f in fields}}
             curves[seq][name] = {"name": name, "description": codec_description(pts[0]), "results": results}
     return curves
@@ -306,16 +362,22 @@ def mean_curves(curves: dict) -> dict:
         rows = []
         for v in sorted(common):
             at = [{f: s["results"][f][s["results"][param].index(v)] for f in fields} for s in per_seq]
-            rows.append({f: (v if f == param else sum(a[f] for a in at) / len(at)) for f in fields})
+            rows.append({f: (v if f == param else _mean([a[f] for a in at])) for f in fields})
         rows.sort(key=lambda r: r["bpp"])
         out[name] = {"name": name, "description": per_seq[0]["description"] + f" (mean of {len(per_seq)} sequences)",
                      "results": {f: [r[f] for r in rows] for f in fields}}
     return out
 
 
+def _mean(values: list) -> float | None:
+    return None if any(v is None for v in values) else sum(values) / len(values)
+
+
 def bd_tables(curves: dict, anchor: str) -> dict:
-    """{sequence: {"anchor", codec: {metric: {"bd-rate": %, "bd-metric": delta}}}}, plus "mean" of per-sequence values."""
-    from tools.bd import bd_metric, bd_rate
+    """{sequence: {"anchor", "codecs": {codec: {metric: {"bd-rate": %, "bd-metric": delta, "bd-rate-range": {...},
+    "bd-metric-range": {...}}}}}}, plus "mean" of the per-sequence values. A range gives the shared interval
+    (metric values for BD-rate, bpp for BD-metric), its width in decades of rate and whether it is narrow."""
+    from tools.bd import bd_metric_figure, bd_rate_figure
 
     tables = {}
     for seq, codecs in curves.items():
@@ -327,9 +389,14 @@ def bd_tables(curves: dict, anchor: str) -> dict:
             if name == anchor:
                 continue
             t = c["results"]
-            table[name] = {m: {"bd-rate": bd_rate(a["bpp"], a[m], t["bpp"], t[m]),
-                               "bd-metric": bd_metric(a["bpp"], a[m], t["bpp"], t[m])}
-                           for m in METRICS if m in a and m in t and m != "lpips"}
+            table[name] = {}
+            for m in METRICS:
+                if m not in a or m not in t or m == "lpips":
+                    continue
+                rate = bd_rate_figure(a["bpp"], a[m], t["bpp"], t[m])
+                metric = bd_metric_figure(a["bpp"], a[m], t["bpp"], t[m])
+                table[name][m] = {"bd-rate": rate.value, "bd-metric": metric.value,
+                                  "bd-rate-range": rate.as_dict(), "bd-metric-range": metric.as_dict()}
         tables[seq] = {"anchor": anchor, "codecs": table}
     if len(tables) > 1:
         tables["mean"] = {"anchor": anchor, "codecs": _mean_bd(list(tables.values()))}
@@ -337,16 +404,50 @@ def bd_tables(curves: dict, anchor: str) -> dict:
 
 
 def _mean_bd(tables: list[dict]) -> dict:
+    """Means of the per-sequence figures; a mean is narrow when any of its figures is."""
     names = set.intersection(*(set(t["codecs"]) for t in tables))
     out = {}
     for name in sorted(names):
         out[name] = {}
         for m in tables[0]["codecs"][name]:
+            per_seq = [t["codecs"][name].get(m, {}) for t in tables]
             out[name][m] = {}
             for k in ("bd-rate", "bd-metric"):
-                vals = [t["codecs"][name].get(m, {}).get(k) for t in tables]
-                out[name][m][k] = None if any(v is None for v in vals) else sum(vals) / len(vals)
+                out[name][m][k] = _mean([f.get(k) for f in per_seq])
+                out[name][m][f"{k}-range"] = {"narrow": any(f.get(f"{k}-range", {}).get("narrow") for f in per_seq)}
     return out
+
+
+BD_UNITS = {"psnr-y": ("BD-PSNR-Y", "dB"), "psnr-rgb": ("BD-PSNR-RGB", "dB"), "ms-ssim": ("BD-MS-SSIM", ""),
+            "vmaf": ("BD-VMAF", "")}
+
+
+def bd_lines(tables: dict) -> list[str]:
+    """One line per (sequence, codec against the anchor, metric): BD-rate and BD-quality, each with the range
+    it was fitted over and a NARROW flag when that range is under 20 % of a log-rate decade."""
+    from tools.bd import NARROW_DECADES
+
+    def fmt(fig: dict, value: str, unit: str) -> str:
+        if fig.get("value") is None and "overlap" in fig:
+            return "none (no overlap)"
+        text = value
+        if fig.get("overlap"):
+            lo, hi = fig["overlap"]
+            text += f" over {lo:.4g}–{hi:.4g}{unit} ({fig['decades']:.2f} decades of rate)"
+        return text + (f" NARROW (< {NARROW_DECADES:g} decade)" if fig.get("narrow") else "")
+
+    lines = []
+    for seq, t in tables.items():
+        for name, per_metric in t["codecs"].items():
+            for m, f in per_metric.items():
+                label, unit = BD_UNITS.get(m, (f"BD-{m}", ""))
+                rate = fmt({**f["bd-rate-range"], "value": f["bd-rate"]},
+                           "–" if f["bd-rate"] is None else f"{f['bd-rate']:+.1f} %", f" {unit}" if unit else "")
+                quality = fmt({**f["bd-metric-range"], "value": f["bd-metric"]},
+                              "–" if f["bd-metric"] is None else f"{f['bd-metric']:+.4g}{' ' + unit if unit else ''}",
+                              " bpp")
+                lines.append(f"rd: BD {seq}: {name} vs {t['anchor']}, {m}: BD-rate {rate}; {label} {quality}")
+    return lines
 
 
 # -- plots -------------------------------------------------------------------------------------------------
@@ -416,6 +517,28 @@ def save_results(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def installed(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def check_dependencies(a) -> None:
+    """Before any measurement: one-line error when an optional part the run needs is missing."""
+    from gvc.errors import InputError
+
+    if a.plot and not installed("matplotlib"):
+        raise InputError("plots need matplotlib, which is not installed: pip install 'gvc[tools]' "
+                         "(or matplotlib), or run with --no-plots")
+    if a.lpips_weights and not Path(a.lpips_weights).is_file():
+        raise InputError(f"LPIPS weights not found: {a.lpips_weights}")
+    if a.report and Path(a.report).suffix != ".md":
+        raise InputError(f"--report must name a .md file, got {a.report}")
+    check_ffmpeg(a.codecs, a.vmaf)
+
+
 def check_ffmpeg(codecs: list[str], vmaf: bool) -> None:
     """One-line error when the ffmpeg build lacks an encoder or libvmaf that the sweep needs."""
     from ffmpeg_bridge.ffmpeg import ffmpeg_exe, run_ffmpeg
@@ -464,13 +587,14 @@ def parse_args(argv):
     p.add_argument("--anchor", default="x265", help="BD anchor codec (default x265)")
     p.add_argument("--no-vmaf", dest="vmaf", action="store_false")
     p.add_argument("--lpips-weights", metavar="FILE.pt", help="local TorchScript LPIPS model; LPIPS is skipped without it")
-    p.add_argument("--out", help="JSON (default benchmarks/rd.json; quick: benchmarks/rd_quick.json)")
-    p.add_argument("--plots", help="PNG folder (default docs/img); plots are named after the JSON file")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: a new temporary folder, printed)")
+    p.add_argument("--name", help="stem of the JSON and plot files (default rd; quick: rd_quick)")
+    p.add_argument("--plots", metavar="DIR", help="PNG folder (default: --out); plots are named NAME_<metric>.png")
     p.add_argument("--no-plots", dest="plot", action="store_false")
-    p.add_argument("--report", metavar="FILE.md", help="also regenerate this report (tools/report.py), e.g. docs/results.md")
-    p.add_argument("--work", help="folder for sources and streams (default: a temporary folder)")
+    p.add_argument("--report", metavar="FILE.md", help="also write a report of this run's JSON alone (tools/report.py)")
+    p.add_argument("--work", metavar="DIR", help="folder for sources and streams (default: OUT/work)")
     p.add_argument("--redo", action="store_true", help="ignore points already in the JSON")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-point lines")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, per-point or BD lines")
     a = p.parse_args(argv)
     preset = QUICK if a.quick else FULL
     a.frames = a.frames or preset["frames"]
@@ -495,9 +619,21 @@ def parse_args(argv):
         sweep[name] = [int(v) for v in values.split(",")]
     a.params = sweep
     a.clips = a.clips.split(",") if a.clips else preset["clips"]
-    a.out = Path(a.out or ROOT / "benchmarks" / ("rd_quick.json" if a.quick else "rd.json"))
-    a.plots = Path(a.plots or ROOT / "docs" / "img")
+    a.name = a.name or ("rd_quick" if a.quick else "rd")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", a.name):
+        p.error(f"bad --name {a.name!r}: letters, digits, '_', '.' and '-' only")
     return a
+
+
+def output_paths(a) -> None:
+    """Fix --out (a fresh temporary folder when absent), the JSON, plot and work locations."""
+    if a.out is None:
+        a.out = Path(tempfile.mkdtemp(prefix="gvc-rd-"))
+        print(f"rd: output folder: {a.out}", file=sys.stderr)
+    a.out = Path(a.out)
+    a.json = a.out / f"{a.name}.json"
+    a.plots = Path(a.plots) if a.plots else a.out
+    a.work = Path(a.work) if a.work else a.out / "work"
 
 
 def command_line(argv) -> str:
@@ -515,30 +651,28 @@ def sweep(a, argv) -> dict:
 
         raise InputError(f"no clips: {clips_dir} has no .mp4 files")
     clips = [resolve_clip(n, clips_dir) for n in names]
-    check_ffmpeg(a.codecs, a.vmaf)
+    check_dependencies(a)
+    output_paths(a)
     prior_ids = resolve_prior_ids(a.priors, a.device) if a.modes else {}
     lpips = metrics.LpipsModel(a.lpips_weights) if a.lpips_weights else None
     if lpips is None and not a.quiet:
         print("rd: LPIPS skipped: no local weights (--lpips-weights FILE.pt); nothing is downloaded", file=sys.stderr)
 
-    data = {"tool": "tools.rd", "points": []} if a.redo else load_results(a.out)
+    data = {"tool": "tools.rd", "points": []} if a.redo else load_results(a.json)
     done = {point_key(p): p for p in data["points"] if "error" not in p}
-    with tempfile.TemporaryDirectory(prefix="gvc-rd-") as tmp:
-        work = Path(a.work or tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        measure_missing(a, argv, data, done, clips, work, prior_ids, lpips)
+    a.work.mkdir(parents=True, exist_ok=True)
+    measure_missing(a, argv, data, done, clips, a.work, prior_ids, lpips)
     data["curves"] = build_curves(data["points"])
     data["mean"] = mean_curves(data["curves"])
     data["bd"] = bd_tables(data["curves"], a.anchor)
     if a.plot:
-        data["plots"] = [repo_relative(p) for p in plot_curves(data["curves"], a.plots, a.out.stem)]
-    save_results(a.out, data)
+        data["plots"] = [repo_relative(p) for p in plot_curves(data["curves"], a.plots, a.name)]
+    save_results(a.json, data)
     return data
 
 
 def measure_missing(a, argv, data: dict, done: dict, clips: list[Path], work: Path, prior_ids: dict, lpips) -> None:
-    """Measure the planned points not yet in ``data`` (saved after each one); streams of a point are
-    deleted once it is scored unless ``--work`` was given."""
+    """Measure the planned points not yet in ``data`` (saved after each one), each in its own folder."""
     from tqdm import tqdm
 
     from tools.report import software_versions
@@ -548,7 +682,7 @@ def measure_missing(a, argv, data: dict, done: dict, clips: list[Path], work: Pa
     planned = planned_points(sources, a, prior_ids)
     todo = [p for p in planned if point_key(p) not in done]
     if not a.quiet:
-        print(f"rd: {len(planned)} points, {len(planned) - len(todo)} already in {a.out}", file=sys.stderr)
+        print(f"rd: {len(planned)} points, {len(planned) - len(todo)} already in {a.json}", file=sys.stderr)
 
     command = command_line(argv)
     data["commands"] = [c for c in data.get("commands", []) if c != command] + [command]
@@ -561,23 +695,24 @@ def measure_missing(a, argv, data: dict, done: dict, clips: list[Path], work: Pa
                  "sequences": {**data.get("sequences", {}),
                                **{s.sequence: {"clip": s.clip, "width": s.width, "height": s.height,
                                                "frames": s.frames, "fps": s.fps} for s in sources}}})
-    t_start = time.perf_counter()
+    clock = Stopwatch()
     with tqdm(total=len(todo), desc="rd", unit="point", file=sys.stderr,
               disable=a.quiet or not sys.stderr.isatty()) as bar:
-        for i, point in enumerate(todo):
+        for point in todo:
             bar.set_postfix_str(f"{Path(point['clip']).stem} {point['codec']} {point['param']}={point['value']}")
-            result = measure_point(by_clip[point["clip"]], point, work / f"point{i}", device=a.device,
+            result = measure_point(by_clip[point["clip"]], point, work / point_folder(point), device=a.device,
                                    vmaf=a.vmaf, lpips=lpips)
-            if not a.work:
-                shutil.rmtree(work / f"point{i}", ignore_errors=True)
             done[point_key(result)] = result
             data["points"] = [p for p in data["points"] if point_key(p) != point_key(result)] + [result]
-            save_results(a.out, data)
+            save_results(a.json, data)
             bar.update(1)
             if not a.quiet:
                 bar.write(point_line(result), file=sys.stderr)
-    data["last_run_seconds"] = round(time.perf_counter() - t_start, 1)
+    clock.lap("run")
+    data["last_run_seconds"], data["last_run_cpu_seconds"] = clock.times["run_seconds"], clock.times["run_cpu_seconds"]
+    data["load_average"] = [round(v, 2) for v in os.getloadavg()]
     data["sweep_seconds"] = round(data.get("sweep_seconds", 0.0) + data["last_run_seconds"], 1)
+    data["sweep_cpu_seconds"] = round(data.get("sweep_cpu_seconds", 0.0) + data["last_run_cpu_seconds"], 1)
 
 
 def repo_relative(path: Path) -> str:
@@ -592,7 +727,8 @@ def point_line(p: dict) -> str:
         return f"{head}: failed: {p['error']}"
     vmaf = f", VMAF {p['vmaf']:.1f}" if "vmaf" in p else ""
     return (f"{head}: {p['bytes']} B, {p['bpp']:.4f} bpp, {p['kbps']:.1f} kbps, PSNR-Y {p['psnr-y']:.2f} dB, "
-            f"MS-SSIM {p['ms-ssim']:.4f}{vmaf}")
+            f"PSNR-RGB {p['psnr-rgb']:.2f} dB, MS-SSIM {p['ms-ssim']:.4f}{vmaf}; encode {p['encode_seconds']:.1f} s "
+            f"wall / {p['encode_cpu_seconds']:.1f} s CPU, load {p['load_average'][0]:.2f}")
 
 
 def main(argv=None) -> int:
@@ -604,15 +740,16 @@ def main(argv=None) -> int:
         if a.report:
             from tools.report import write_report
 
-            rd_paths = sorted({*(ROOT / "benchmarks").glob("rd*.json"), a.out.resolve()})
-            write_report(Path(a.report), rd_paths=rd_paths)
+            write_report(Path(a.report), rd_paths=[a.json], bench_paths=[])
     except GVCError as e:
         print(f"rd: error: {e}", file=sys.stderr)
         return 1
     failed = [p for p in data["points"] if "error" in p]
     if not a.quiet:
-        print(f"rd: wrote {a.out} ({len(data['points'])} points, {len(failed)} failed) in {data['last_run_seconds']} s",
-              file=sys.stderr)
+        for line in bd_lines(data["bd"]):
+            print(line, file=sys.stderr)
+        print(f"rd: wrote {a.json} ({len(data['points'])} points, {len(failed)} failed) in {data['last_run_seconds']} s "
+              f"wall, {data['last_run_cpu_seconds']} s CPU, load average {data['load_average']}", file=sys.stderr)
     return 0
 
 

@@ -3,7 +3,8 @@
     python -m tools.report [--rd benchmarks/rd_quick.json ...] [--bench benchmarks/bench_cpu.json ...]
                            [--out docs/results.md]
 
-Default inputs: every ``benchmarks/rd*.json`` (tools.rd) and ``benchmarks/bench_*.json`` (tools.bench).
+Default inputs, when neither ``--rd`` nor ``--bench`` is given: every ``benchmarks/rd*.json`` (tools.rd) and
+``benchmarks/bench_*.json`` (tools.bench); otherwise only the files given.
 Each section gives the exact command that produced its JSON, the software it ran with (ffmpeg's
 ``-version`` line, Python, torch, PyAV, numpy, gvc), the tables, and links to the PNG plots.
 """
@@ -89,7 +90,8 @@ def _rel(path: str | Path, out: Path) -> str:
 
 RD_COLUMNS = [("bytes", "bytes", 0), ("bpp", "bpp", 4), ("kbps", "kbps", 1), ("psnr-y", "PSNR-Y", 2),
               ("psnr-rgb", "PSNR-RGB", 2), ("ms-ssim", "MS-SSIM", 4), ("vmaf", "VMAF", 1), ("lpips", "LPIPS", 3),
-              ("encode_seconds", "enc s", 2), ("decode_seconds", "dec s", 2)]
+              ("encode_seconds", "enc s", 2), ("encode_cpu_seconds", "enc CPU s", 2), ("decode_seconds", "dec s", 2),
+              ("decode_cpu_seconds", "dec CPU s", 2)]
 
 
 def rd_curve_table(codecs: dict) -> list[str]:
@@ -107,13 +109,24 @@ def rd_curve_table(codecs: dict) -> list[str]:
     return table(["codec", "point"] + [label for _, label, _ in present], rows)
 
 
+def _bd_range(fig: dict | None, unit: str) -> str:
+    """'lo–hi unit (d decades)', flagged when the figure rests on a narrow rate range."""
+    if not fig:
+        return "–"
+    text = f"{fig['overlap'][0]:.4g}–{fig['overlap'][1]:.4g}{unit} ({fig['decades']:.2f} dec.)" if fig.get("overlap") else "–"
+    return text + (" **narrow**" if fig.get("narrow") else "")
+
+
 def bd_table(bd: dict) -> list[str]:
-    metrics = sorted({m for c in bd["codecs"].values() for m in c}, key=lambda m: RD_ORDER.index(m))
-    header = ["codec"] + [f"BD-rate {m} (%)" for m in metrics] + [f"BD-{m}" for m in metrics]
+    """One row per codec and metric: BD-rate and BD-metric with the range each was fitted over."""
     rows = []
     for name, c in bd["codecs"].items():
-        rows.append([name] + [c.get(m, {}).get("bd-rate") for m in metrics] + [c.get(m, {}).get("bd-metric") for m in metrics])
-    return table(header, rows)
+        for m in sorted(c, key=RD_ORDER.index):
+            f = c[m]
+            unit = " dB" if m.startswith("psnr") else ""
+            rows.append([name, m, f.get("bd-rate"), _bd_range(f.get("bd-rate-range"), unit), f.get("bd-metric"),
+                         _bd_range(f.get("bd-metric-range"), " bpp")])
+    return table(["codec", "metric", "BD-rate (%)", "over (metric)", "BD-metric", "over (rate)"], rows)
 
 
 RD_ORDER = ["psnr-y", "psnr-rgb", "ms-ssim", "vmaf", "lpips"]
@@ -125,7 +138,9 @@ def rd_section(path: Path, data: dict, out: Path) -> list[str]:
     lines = [f"## Rate–distortion: `{_rel(path, out)}`", "",
              "Command" + ("s, in order (each run skips the points already in the JSON):" if len(commands) > 1 else ":"),
              "", "```", *commands, "```", ""]
-    lines += [f"{len(data.get('points', []))} points, measured in {data.get('sweep_seconds', '?')} s in all. "
+    cpu = f" ({data['sweep_cpu_seconds']} CPU s, load average {data.get('load_average')} at the end)" \
+        if "sweep_cpu_seconds" in data else ""
+    lines += [f"{len(data.get('points', []))} points, measured in {data.get('sweep_seconds', '?')} s in all{cpu}. "
               f"Frames per clip: {s.get('frames')}, size: `{s.get('size')}`, GVC priors: "
               f"{', '.join(f'`{k}` = `{v}`' for k, v in s.get('priors', {}).items()) or 'none'}, "
               f"GVC steps: {s.get('steps')}, device: {s.get('device')}. "
@@ -143,7 +158,8 @@ def rd_section(path: Path, data: dict, out: Path) -> list[str]:
         bd = data.get("bd", {}).get(seq)
         if bd and bd["codecs"]:
             lines += [f"BD against `{bd['anchor']}` (negative BD-rate = fewer bits at equal quality; "
-                      "– = curves do not overlap):", ""] + bd_table(bd)
+                      "– = curves do not overlap; **narrow** = fitted over less than 0.2 of a decade of rate):",
+                      ""] + bd_table(bd)
     if data.get("mean"):
         lines += ["### Mean over sequences", ""] + rd_curve_table(data["mean"])
         bd = data.get("bd", {}).get("mean")
@@ -218,6 +234,8 @@ def main(argv=None) -> int:
         if not f.is_file():
             print(f"report: error: no such file: {f}", file=sys.stderr)
             return 1
+    if a.rd is not None or a.bench is not None:  # given inputs only: no globbing beside them
+        a.rd, a.bench = a.rd or [], a.bench or []
     print(write_report(a.out, a.rd, a.bench))
     return 0
 

@@ -1,4 +1,5 @@
-"""The Python side of libgvc: implements gvc.h's functions on gvc.seek.RangeDecoder.
+"""The Python side of libgvc: implements gvc.h's functions on gvc.pipeline.SequenceDecoder (the loop of
+`gvc decode`), fed one packet at a time.
 
 Runs inside the embedded interpreter: libgvc's start-up code calls :func:`install` with the library's
 cffi ``ffi``. A decoder handle is a cffi handle to a :class:`_Decoder` (kept alive in ``_open`` until
@@ -15,10 +16,10 @@ from collections import deque
 import numpy as np
 
 from container.bitstream import SYNC, GopUnit, SequenceHeader
-from gvc import __version__
-from gvc.codec import Decoder
+from gvc._version import __version__
+from gvc.codec import GopCodec
 from gvc.errors import BitstreamError, GVCError, ParameterError, PriorMismatchError
-from gvc.seek import REFERENCE, RangeDecoder, RangeSelector
+from gvc.pipeline import GopRecord, Problem, SequenceDecoder
 
 OK, EAGAIN, EOF = 0, 1, 2
 EINVAL, EBITSTREAM, EPRIOR, EINTERNAL = -1, -2, -3, -4
@@ -61,28 +62,42 @@ class _Decoder:
             raise ParameterError(f"unknown pixel format {pixel_format}")
         self.header, self.pixel_format = header, pixel_format
         try:
-            decoder = Decoder(load_prior(prior or header.prior_id, device=device, header=header), header, device=device)
+            codec = GopCodec(load_prior(prior, device=device, header=header), header, device=device)
         except GVCError as e:
             raise PriorLoadError(str(e)) from None
-        self.ranged = RangeDecoder(decoder, RangeSelector(header), verify=verify)
+        self.written: list[np.ndarray] = []  # frames of the GOP being written, until on_gop gives their pts
         self.queue: deque[tuple[int, np.ndarray]] = deque()
+        self.sequence = SequenceDecoder(codec, self, verify, self._timed, None)
         self.flushed = False
         self.planes: list = []  # cffi buffers of the frame last returned: C reads them until the next call
         self.lock = threading.Lock()
+
+    # the SequenceDecoder's writer and on_gop: frames wait in the queue, with their pts, for receive_frame
+    def write(self, frame: np.ndarray) -> None:
+        self.written.append(frame)
+
+    def close(self) -> None:
+        pass
+
+    def _timed(self, record: GopRecord) -> None:
+        self.queue.extend((record.first_frame + i, f) for i, f in enumerate(self.written))
+        self.written = []
 
     def send(self, data: bytes, flags: int) -> None:
         if self.flushed:
             raise ParameterError("packet sent after gvc_decoder_flush (call gvc_decoder_reset first)")
         self.planes = []
         try:
-            unit = GopUnit.from_bytes(data)
+            unit = GopUnit.from_bytes(data, self.header)
         except BitstreamError as e:
-            self.ranged.push(e)  # counted; the GOP it held is concealed when the next packet shows the gap
+            self.sequence.push(e)  # counted; the GOP it held is concealed when the next packet shows the gap
             raise
-        failed = len(self.ranged.failed)
-        self.queue.extend(self.ranged.push(unit, REFERENCE if flags & PACKET_REFERENCE else None))
-        if len(self.ranged.failed) > failed:  # parsed but not decodable: concealed, frames queued
-            raise BitstreamError(self.ranged.problems[-1])
+        events = len(self.sequence.report.events)
+        self.sequence.push(unit, reference=bool(flags & PACKET_REFERENCE))
+        failed = [e for e in self.sequence.report.events[events:]
+                  if e.problem is Problem.UNDECODABLE and e.gop == unit.gop_index]
+        if failed:  # parsed but not decodable: concealed, its frames queued
+            raise BitstreamError(str(failed[0]))
 
     def receive(self) -> tuple[int, np.ndarray] | None:
         self.planes = []
@@ -91,13 +106,16 @@ class _Decoder:
     def flush(self) -> None:
         self.planes = []
         if not self.flushed:
-            self.queue.extend(self.ranged.finish())
+            self.sequence.finish()
             self.flushed = True
 
     def reset(self) -> None:
-        self.planes, self.flushed = [], False
+        self.planes, self.written, self.flushed = [], [], False
         self.queue.clear()
-        self.ranged.reset()
+        self.sequence.restart()
+
+    def problems(self) -> int:
+        return len(self.sequence.report.events)
 
 
 def _status(e: BaseException) -> int:
@@ -230,7 +248,7 @@ def install(ffi) -> None:
 
     @ffi.def_extern()
     def gvc_decoder_problems(handle):
-        return locked(handle, lambda dec: len(dec.ranged.problems))
+        return locked(handle, lambda dec: dec.problems())
 
     @ffi.def_extern()
     def gvc_decoder_close(handle):

@@ -1,0 +1,64 @@
+"""The quality ladder: the one knob ``--quality`` sets every lever of a mode (docs: README "Use").
+
+A knob that users and rate control rely on must move rate and quality the same way in every mode. With the
+residual step and the anchor quality fixed, I2V's quality 2 cost more bytes than quality 8 and scored worse
+(issue 20): the tail-latent residual shrinks as M grows, so the bytes saved on atoms went to the residual.
+Here all levers rise together with the knob, so each step up the ladder adds bytes to every part of the
+stream and none of them loses quality:
+
+* **M** (atoms per SDE step and codebook set) = the quality value, in every mode: index bytes are then exact
+  before encoding (rate control counts on it) and rise with the knob.
+* **anchor quality** (I2V and FLF2V: the coded first/last frames, AV1 intra, the codec that wins at equal
+  bytes from 500 B to 4 KB at CIF: ``benchmarks/anchor_codecs.json``) rises by ANCHOR_PER_OCTAVE points per
+  doubling of the knob. The anchor was 50-90 % of an I2V/FLF2V stream at the old fixed quality 50 and is the
+  cheapest dB at low rates (measured with ``python -m tools.ladder``), so the low rungs use cheap anchors.
+* **residual step** (I2V only: the quantiser of the last latent frame's residual) halves every
+  RESIDUAL_OCTAVES doublings of the knob: coarse at low rungs, where the residual of a poorer sample is
+  largest and would otherwise cost more than the atoms saved, fine at high ones.
+
+Between the powers of two the levers are interpolated (linearly in log2 quality), so every quality value
+1..256 has its levers and they are non-decreasing in quality. The measurements behind the constants, and the
+RD tables before/after, are in the commit that introduced this file and in docs/results.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# Anchor quality (0..100, gvc.anchors scale) at quality 1, and its rise per doubling of the knob.
+ANCHOR_AT_1 = 14.0
+ANCHOR_PER_OCTAVE = 5.0
+ANCHOR_MAX = 90.0
+# I2V residual step at quality 1, and how many doublings of the knob halve it.
+RESIDUAL_AT_1 = 2.0
+RESIDUAL_OCTAVES = 2.0
+RESIDUAL_MIN = 0.1
+
+
+@dataclass(frozen=True)
+class Levers:
+    """What one quality value sets: atoms per step, I2V residual step (None outside I2V, which has no residual)
+    and anchor quality (unused in T2V, which has no anchors)."""
+
+    m: int
+    residual_step: float | None
+    anchor_quality: float
+
+    def as_dict(self) -> dict:
+        return {"m": self.m, "residual_step": self.residual_step, "anchor_quality": self.anchor_quality}
+
+
+def anchor_quality(quality: int) -> float:
+    return round(min(ANCHOR_MAX, ANCHOR_AT_1 + ANCHOR_PER_OCTAVE * math.log2(quality)), 2)
+
+
+def residual_step(quality: int) -> float:
+    return round(max(RESIDUAL_MIN, RESIDUAL_AT_1 * 2.0 ** (-math.log2(quality) / RESIDUAL_OCTAVES)), 4)
+
+
+def levers(mode: str, quality: int) -> Levers:
+    """The levers of ``mode`` (t2v, i2v, flf2v) at ``quality`` (1..256; validated by CodecConfig)."""
+    q = max(int(quality), 1)
+    return Levers(m=q, residual_step=residual_step(q) if mode == "i2v" else None,
+                  anchor_quality=anchor_quality(q))
