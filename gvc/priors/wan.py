@@ -34,7 +34,6 @@ only when ftfy is installed (it changes nothing for well-formed text). Guidance 
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import re
@@ -45,6 +44,7 @@ import torch
 
 from gvc.errors import ParameterError
 from gvc.priors.base import Conditioning, LatentGeometry
+from gvc.priors.hashcache import cached_sha256
 
 CARD_FILE = "gvc_prior.json"  # optional GVC model card: {"name": ..., "conditioning": ["none", "first", ...]}
 TEXT_LEN = 512  # the Wan transformer's cross-attention splits image/text tokens assuming 512 text tokens
@@ -84,7 +84,8 @@ def _safetensors_files(folder: Path) -> list[Path]:
 
 def hash_folder_files(root: Path, subs: list[str]) -> bytes:
     """SHA-256 over the *.safetensors and config.json files of ``root/sub`` for each sub, in relative-path
-    order, streamed 16 MiB at a time. A sub without safetensors is a ParameterError."""
+    order. A sub without safetensors is a ParameterError. Read once, then served from a cache that is
+    verified against each file's size and times (gvc.priors.hashcache)."""
     files = []
     for sub in subs:
         found = _safetensors_files(root / sub)
@@ -94,14 +95,7 @@ def hash_folder_files(root: Path, subs: list[str]) -> bytes:
         if (root / sub / "config.json").is_file():
             files.append(root / sub / "config.json")
     files.sort(key=lambda p: p.relative_to(root).as_posix())
-    h = hashlib.sha256()
-    buf = bytearray(16 << 20)
-    view = memoryview(buf)
-    for path in files:
-        with open(path, "rb", buffering=0) as f:
-            while n := f.readinto(buf):
-                h.update(view[:n])
-    return h.digest()
+    return cached_sha256(root, files)[0]
 
 
 def anchor_mask(frames: int, h: int, w: int, has_first: bool, has_last: bool, stride: int) -> torch.Tensor:
