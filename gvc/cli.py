@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from . import __version__
 from .config import MAX_QUALITY, MODES, CodecConfig
 from .errors import GVCError
+from .dtypes import DTYPE_CHOICES
 
 
 def add_encode_options(p: argparse.ArgumentParser) -> None:
@@ -29,6 +30,8 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--target-kbps", type=float, metavar="KBPS", help="choose the knob per GOP to hit this bitrate at the input's frame rate")
     g.add_argument("--prior", default="default", help="'default', 'analytic', or a local folder with Wan2.1 Diffusers weights")
     g.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    g.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
+                   help="transformer arithmetic of Wan priors (default auto: bf16 on CUDA, fp32 on CPU); the stream records it")
     g.add_argument("--frames", type=int, metavar="N", help="encode at most N frames")
     g.add_argument("--gop-length", type=int, default=33, help="frames per GOP (default 33; must be valid for the prior)")
     g.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
@@ -88,7 +91,8 @@ def run_encode(a: argparse.Namespace, source) -> dict:
             recon = VideoWriter(a.recon, width=i.width, height=i.height, fps=i.fps)
         try:
             report = encode_stream(reader, out, config, prior=a.prior, device=a.device, max_frames=a.frames,
-                                   target_kbps=a.target_kbps, recon_writer=recon, quiet=a.quiet, fmt=a.format)
+                                   target_kbps=a.target_kbps, recon_writer=recon, quiet=a.quiet, fmt=a.format,
+                                   dtype=a.dtype)
         finally:
             if recon is not None:
                 recon.close()
@@ -111,7 +115,8 @@ def run_decode(a: argparse.Namespace, source, output) -> dict:
 
     with atomic_output(output) as out:
         result = decode_stream(source, lambda h: VideoWriter(out, width=h.width, height=h.height, fps=h.fps),
-                               prior=a.prior, device=a.device, quiet=a.quiet, verify=not a.no_verify)
+                               prior=a.prior, device=a.device, quiet=a.quiet, verify=not a.no_verify,
+                               dtype=a.dtype)
     for p in result["problems"]:
         print(f"gvc: warning: {p}", file=sys.stderr)
     if not a.quiet:
@@ -189,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
 def add_decode_options(d: argparse.ArgumentParser) -> None:
     d.add_argument("--prior", default=None, help="prior to decode with (default: the one named in the stream)")
     d.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    d.add_argument("--dtype", choices=DTYPE_CHOICES, default=None,
+                   help="only for streams that do not record it: transformer arithmetic (default: the stream's, else auto)")
     d.add_argument("--no-verify", action="store_true", help="do not compare decoded frames with the encoder's hash")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
 

@@ -63,13 +63,14 @@ def _read(reader_iter: Iterator[np.ndarray], n: int) -> list[np.ndarray]:
 
 
 def encode_stream(reader, out_path, config: CodecConfig, *, prior="default", device="cpu", max_frames=None,
-                  target_kbps: float | None = None, recon_writer=None, quiet=False, fmt=None) -> EncodeReport:
+                  target_kbps: float | None = None, recon_writer=None, quiet=False, fmt=None,
+                  dtype: str | None = None) -> EncodeReport:
     """Encode frames from a VideoReader (ffmpeg_bridge.video_io) into out_path (.mkv or .gvc or '-')."""
     info = reader.info
     total = info.frames
     if max_frames is not None and total is not None:
         total = min(total, max_frames)
-    prior_obj = load_prior(prior, device=device)
+    prior_obj = load_prior(prior, device=device, dtype=dtype)
     enc = Encoder(prior_obj, config, width=info.width, height=info.height, fps=info.fps, frame_count=total, device=device)
     h = enc.header
     tags = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": _settings_string(config, prior_obj.name, target_kbps)}
@@ -185,12 +186,13 @@ class _RateController:
         self.frames_done += frames
 
 
-def decode_stream(in_path, writer_factory, *, prior=None, device="cpu", quiet=False, verify=True) -> dict:
+def decode_stream(in_path, writer_factory, *, prior=None, device="cpu", quiet=False, verify=True,
+                  dtype: str | None = None) -> dict:
     """Decode a stream; `writer_factory(header)` returns an object with write(frame) and close().
     Damaged GOPs are concealed (last good frame repeated) and reported; the others decode normally."""
     with StreamReader(in_path) as reader:
         h = reader.header
-        prior_obj = load_prior(prior or h.prior_id, device=device, header=h)
+        prior_obj = load_prior(prior or h.prior_id, device=device, header=h, dtype=dtype)
         dec = Decoder(prior_obj, h, device=device)
         writer = writer_factory(h)
         problems: list[str] = []

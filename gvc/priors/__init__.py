@@ -11,7 +11,7 @@ import os
 from ..errors import ParameterError
 from ..zoo import MODELS, ZOO_DIR, model_dir
 from .analytic import AnalyticPrior
-from .base import Conditioning, FlowPrior, LatentGeometry
+from .base import COMPUTE_DTYPES, DTYPE_CHOICES, Conditioning, FlowPrior, LatentGeometry, resolve_compute_dtype
 
 # The shipped learned prior (gvc/zoo/, docs/models.md); the analytic prior is the floor it must beat.
 DEFAULT_PRIOR = "gvc-wan-small-v1"
@@ -23,9 +23,28 @@ def available() -> list[str]:
     return sorted({"default", *_BUILTIN, *(n for n in MODELS if model_dir(n) is not None)})
 
 
-def load_prior(name_or_path: str | None = "default", *, device="cpu", header=None) -> FlowPrior:
+def compute_dtype_of(prior) -> str:
+    """What the prior's network computes in ("fp32" for priors without a choice): the header records it."""
+    return getattr(prior, "compute_dtype", "fp32")
+
+
+def header_compute_dtype(header) -> str | None:
+    """The compute dtype a stream's header records (None for streams written before the field existed)."""
+    code = getattr(header, "compute_dtype", None)
+    if code is None:
+        return None
+    if not 0 <= int(code) < len(COMPUTE_DTYPES):
+        raise ParameterError(f"stream records unknown compute dtype {code}")
+    return COMPUTE_DTYPES[int(code)]
+
+
+def load_prior(name_or_path: str | None = "default", *, device="cpu", header=None, dtype: str | None = None) -> FlowPrior:
     """Instantiate a prior. When decoding, `header` (the stream's SequenceHeader) lets a builtin prior
-    be found from its identifier in the stream."""
+    be found from its identifier in the stream, and its recorded compute dtype wins over ``dtype`` (so the
+    decoder replays the encoder's arithmetic). ``dtype``: one of DTYPE_CHOICES ('auto' = bf16 on CUDA,
+    fp32 elsewhere); only Diffusers Wan folders use it, the other priors compute in fp32."""
+    recorded = header_compute_dtype(header) if header is not None else None
+    dtype = resolve_compute_dtype(recorded or dtype, device)
     name = name_or_path or "default"
     if name == "default":
         name = DEFAULT_PRIOR
@@ -33,25 +52,26 @@ def load_prior(name_or_path: str | None = "default", *, device="cpu", header=Non
         return _BUILTIN[name](device=device)
     shipped = model_dir(name)
     if shipped is not None:
-        return _from_folder(shipped, device)
+        return _from_folder(shipped, device, dtype)
     if name in MODELS:
         raise ParameterError(f"prior '{name}': its weights are missing from the installed package ({ZOO_DIR})")
     if os.path.isdir(name):
-        return _from_folder(name, device)
+        return _from_folder(name, device, dtype)
     if header is not None:
         raise ParameterError(f"stream needs prior '{name}': pass --prior PATH to its local weights folder")
     raise ParameterError(f"unknown prior '{name}' (builtin: {', '.join(available())}; or a local Wan folder)")
 
 
-def _from_folder(path, device) -> FlowPrior:
-    """A TAEF2-space prior (autoencoder/) or a Diffusers Wan2.1 folder (vae/)."""
+def _from_folder(path, device, dtype: str) -> FlowPrior:
+    """A TAEF2-space prior (autoencoder/) or a Diffusers Wan2.1 folder (vae/); only the latter takes ``dtype``."""
     from .tae import TaeFlowPrior, is_tae_folder
 
     if is_tae_folder(path):
         return TaeFlowPrior.from_pretrained(path, device=device)
     from .wan import WanPrior
 
-    return WanPrior.from_pretrained(path, device=device)
+    return WanPrior.from_pretrained(path, device=device, compute_dtype=dtype)
 
 
-__all__ = ["AnalyticPrior", "Conditioning", "FlowPrior", "LatentGeometry", "load_prior", "available"]
+__all__ = ["AnalyticPrior", "Conditioning", "FlowPrior", "LatentGeometry", "load_prior", "available",
+           "COMPUTE_DTYPES", "DTYPE_CHOICES", "compute_dtype_of", "header_compute_dtype"]

@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 
 from gvc.errors import ParameterError
-from gvc.priors.base import Conditioning, LatentGeometry
+from gvc.priors.base import COMPUTE_DTYPES, Conditioning, LatentGeometry, check_compute_dtype, torch_dtype
 from gvc.priors.hashcache import cached_sha256
 
 CARD_FILE = "gvc_prior.json"  # optional GVC model card: {"name": ..., "conditioning": ["none", "first", ...]}
@@ -110,7 +110,12 @@ def anchor_mask(frames: int, h: int, w: int, has_first: bool, has_last: bool, st
 
 
 class WanPrior:
-    """FlowPrior over Wan2.1 (T2V, I2V or FLF2V), float32 by default; see the module docstring."""
+    """FlowPrior over Wan2.1 (T2V, I2V or FLF2V), float32 by default; see the module docstring.
+
+    ``compute_dtype`` ("fp32", "bf16", "fp16"): the transformer's arithmetic on any device, with diffusers'
+    keep-in-fp32 modules left in float32; VAE and encoders stay float32. (``bf16_transformer``, the older
+    flag, means bf16 on CUDA and float32 on the CPU.)
+    """
 
     def __init__(
         self,
@@ -124,9 +129,11 @@ class WanPrior:
         image_processor=None,
         device: torch.device | str = "cpu",
         bf16_transformer: bool = False,
+        compute_dtype: str = "fp32",
         text_encoder_device: torch.device | str | None = None,
         card: dict | None = None,
     ):
+        _check_dtype_name(compute_dtype)
         self.root = Path(root)
         self.card = dict(card or {})
         self.transformer = transformer.eval()
@@ -136,6 +143,7 @@ class WanPrior:
         self.image_encoder = image_encoder.eval() if image_encoder is not None else None
         self.image_processor = image_processor
         self.bf16_transformer = bool(bf16_transformer)
+        self._requested_dtype = "bf16" if self.bf16_transformer else compute_dtype
         self.text_encoder_device = torch.device(text_encoder_device) if text_encoder_device is not None else None
 
         vcfg, tcfg = vae.config, transformer.config
@@ -189,6 +197,7 @@ class WanPrior:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         bf16_transformer: bool = False,
+        compute_dtype: str = "fp32",
         text_encoder_device: torch.device | str | None = None,
     ) -> "WanPrior":
         """Load from a local Diffusers folder (never downloads). Missing pieces raise ParameterError.
@@ -198,9 +207,12 @@ class WanPrior:
         (time embedder, norms, scale_shift_table) left in float32; VAE and encoders stay in ``dtype``. When
         ``device`` is CUDA the weights are rounded to bf16 at load, so a later ``.to("cpu")`` runs float32
         arithmetic on bf16-rounded weights; on the CPU the flag has no effect.
+        ``compute_dtype``: the transformer's arithmetic ("fp32", "bf16", "fp16") on every device; the weights are
+        loaded in it (so the 1.3B transformer takes 2.8 GB, not 5.7 GB), keep-in-fp32 modules stay float32.
         ``text_encoder_device``: where UMT5 runs (e.g. "cpu" to keep umt5-xxl, 23 GB in float32, off the
         GPU; prompts are encoded once and cached); default: with the rest of the prior.
         """
+        _check_dtype_name(compute_dtype)
         root = Path(local_dir)
         if not root.is_dir():
             raise ParameterError(f"Wan model folder not found: {root}")
@@ -209,7 +221,13 @@ class WanPrior:
                 raise ParameterError(f"{root / sub}: missing (a Wan Diffusers folder needs transformer/ and vae/)")
         from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
-        tdtype = torch.bfloat16 if (bf16_transformer and torch.device(device).type == "cuda") else dtype
+        if bf16_transformer:
+            tdtype = torch.bfloat16 if torch.device(device).type == "cuda" else dtype
+        elif compute_dtype != "fp32":
+            check_compute_dtype(compute_dtype, device)
+            tdtype = torch_dtype(compute_dtype)
+        else:
+            tdtype = dtype
         transformer = _load_diffusers(WanTransformer3DModel, root / "transformer", tdtype)
         vae = _load_diffusers(AutoencoderKLWan, root / "vae", dtype)
 
@@ -250,6 +268,7 @@ class WanPrior:
             image_processor=image_processor,
             device=device,
             bf16_transformer=bf16_transformer,
+            compute_dtype=compute_dtype,
             text_encoder_device=text_encoder_device,
         )
 
@@ -273,11 +292,18 @@ class WanPrior:
         return self._sha
 
     # ------------------------------------------------------------------ devices
+    @property
+    def compute_dtype(self) -> str:
+        """The transformer's arithmetic where the prior is now: "fp32", "bf16" or "fp16" (recorded in streams)."""
+        if self.bf16_transformer and self.device.type != "cuda":
+            return "fp32"
+        return self._requested_dtype
+
     def to(self, device: torch.device | str) -> "WanPrior":
         device = torch.device(device)
         self.device = device
-        if self.bf16_transformer:
-            _cast_model(self.transformer, torch.bfloat16 if device.type == "cuda" else torch.float32, device)
+        if self.compute_dtype != "fp32" or self.bf16_transformer:
+            _cast_model(self.transformer, torch_dtype(self.compute_dtype), device)
         else:
             self.transformer.to(device)
         self.vae.to(device)
@@ -456,6 +482,11 @@ class WanPrior:
             return_dict=False,
         )[0]
         return out[0].float()
+
+
+def _check_dtype_name(name: str) -> None:
+    if name not in COMPUTE_DTYPES:
+        raise ParameterError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {name!r}")
 
 
 def _cast_model(model, dtype: torch.dtype, device=None) -> None:
