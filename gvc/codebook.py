@@ -436,6 +436,27 @@ def _verify_compiled(nb: int, dim: int, device: torch.device, T: int, akeys: tor
     _compiled_ok.add(k)
 
 
+_fused_ok: set[tuple] = set()
+
+
+def _fused_default(device: torch.device) -> bool:
+    env = os.environ.get("GVC_CODEBOOK_FUSED")
+    if env is not None and env.strip().lower() in ("0", "", "false", "no", "off"):
+        return False
+    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        return False
+    try:
+        from gvc.kernels import codebook_triton as kernel
+    except ImportError:
+        return False
+    return kernel.available(device)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def _compile_default(device: torch.device) -> bool:
     env = os.environ.get("GVC_CODEBOOK_COMPILE")
     if env is not None:
@@ -518,10 +539,16 @@ class CodebookSearch:
     first tile of each shape is checked bit for bit against the eager generator; a compiler failure falls
     back to the eager path with a warning.  (Encoder side only: the decoder never needs inner products, so
     CPU and GPU encoders may differ in the last bit of an inner product, and so in a near-tie.)
+
+    ``fused`` (CUDA only; default True where Triton imports, or GVC_CODEBOOK_FUSED=0/1): the Triton kernel of
+    gvc.kernels.codebook_triton generates the atoms in registers and never writes them to memory (no tiles,
+    no K x D traffic).  Its atoms are checked against the portable generator once per dimension; a compiler
+    failure or a mismatch falls back to the tiled torch path with a warning.
     """
 
     def __init__(self, K: int, dim: int, device="cpu", tile_bytes: int | None = None, *,
-                 backend: str | None = None, threads: int | None = None, compile: bool | None = None):
+                 backend: str | None = None, threads: int | None = None, compile: bool | None = None,
+                 fused: bool | None = None):
         if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or not 1 <= int(K) <= _INDEX_LIMIT:
             raise ParameterError(f"K must be an integer in [1, 2**63], got {K!r}")
         self.K = int(K)
@@ -536,6 +563,7 @@ class CodebookSearch:
         self.threads = threads or _default_threads()
         # torch path only: fuse the generator with torch.compile (default on CUDA; GVC_CODEBOOK_COMPILE=0/1)
         self.compile = (not self.numpy) and (_compile_default(self.device) if compile is None else bool(compile))
+        self.fused = (not self.numpy) and (_fused_default(self.device) if fused is None else bool(fused))
         self.nblocks = (self.dim + 3) // 4
         # atoms per tile: tile_bytes of float32 atoms (the torch path also holds ~3x that in int64/int32)
         self.tile_atoms = max(1, self.tile_bytes // (4 * 4 * self.nblocks))
@@ -599,6 +627,13 @@ class CodebookSearch:
         return ip
 
     def _ip_torch(self, key: int, r: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            try:
+                return self._ip_fused(key, r)
+            except Exception as e:  # no Triton, a compiler failure, a generator mismatch: the torch path
+                warnings.warn(f"fused codebook kernel unavailable ({type(e).__name__}: {_first_line(e)}); "
+                              "using the tiled torch path", RuntimeWarning, stacklevel=3)
+                self.fused = False
         if self.compile:
             try:
                 return self._ip_torch_compiled(key, r)
@@ -620,6 +655,18 @@ class CodebookSearch:
             f = _gen_rows_torch(akeys, bkeys, table)[:, :dim]
             ip[a:b] = f @ r
         return ip
+
+    def _ip_fused(self, key: int, r: torch.Tensor) -> torch.Tensor:
+        from gvc.kernels import codebook_triton as kernel
+
+        check = (self.dim, str(self.device))
+        if check not in _fused_ok:  # the kernel's own generator path against the portable one, bit for bit
+            idx = torch.tensor(sorted({0, 1, self.K - 1}), dtype=torch.int64)
+            if not torch.equal(kernel.atoms(key, idx, self.dim, self.device).cpu(),
+                               _atoms_torch(key, idx, self.dim, self.device).cpu()):
+                raise _CompiledMismatch("the fused kernel's atoms differ from the portable generator's")
+            _fused_ok.add(check)
+        return kernel.inner_products(key, self.K, self.dim, r, self.device)
 
     def _ip_torch_compiled(self, key: int, r: torch.Tensor) -> torch.Tensor:
         """Same tiles, generator fused into one kernel by torch.compile (integer ops and a gather: exact).
