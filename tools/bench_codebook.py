@@ -166,7 +166,7 @@ def _sweep(device, K, D, r, repeats) -> list[dict]:
     saved = (kernel.BLOCK_K, kernel.BLOCK_J)
     res = []
     try:
-        for bk, bj in ((32, 128), (16, 128), (64, 64), (16, 256), (64, 128), (32, 64)):
+        for bk, bj in ((32, 64), (32, 128), (16, 64), (32, 32), (64, 32), (16, 128), (64, 64)):
             kernel.BLOCK_K, kernel.BLOCK_J = bk, bj
             try:
                 kernel.inner_products(key, K, D, r, device)
