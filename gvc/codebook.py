@@ -467,6 +467,15 @@ def _compile_default(device: torch.device) -> bool:
 # ----------------------------------------------------------------------------------------------------------
 # public API
 # ----------------------------------------------------------------------------------------------------------
+CODEBOOK_FAMILIES = ("gaussian", "hadamard")  # position = the sequence header's codebook_family id
+
+
+def _check_family(family: str) -> str:
+    if family not in CODEBOOK_FAMILIES:
+        raise ParameterError(f"codebook family must be one of {', '.join(CODEBOOK_FAMILIES)}, got {family!r}")
+    return family
+
+
 def _use_numpy(device, backend: str | None) -> bool:
     if backend is None:
         return torch.device(device).type == "cpu"
@@ -548,11 +557,12 @@ class CodebookSearch:
 
     def __init__(self, K: int, dim: int, device="cpu", tile_bytes: int | None = None, *,
                  backend: str | None = None, threads: int | None = None, compile: bool | None = None,
-                 fused: bool | None = None):
+                 fused: bool | None = None, family: str = "gaussian"):
         if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or not 1 <= int(K) <= _INDEX_LIMIT:
             raise ParameterError(f"K must be an integer in [1, 2**63], got {K!r}")
         self.K = int(K)
         self.dim = _check_dim(dim)
+        self.family = _check_family(family)
         self.device = torch.device(device)
         self.numpy = _use_numpy(self.device, backend)
         if tile_bytes is None:  # GPUs want big tiles (256 MiB: ~1.5 GiB working memory); CPUs small ones
@@ -573,6 +583,10 @@ class CodebookSearch:
         """float32 [K]: <atom_k, residual> for all k."""
         r = _check_residual(residual, self.dim)
         key = codebook_key(seed, step, frame)
+        if self.family == "hadamard":
+            from gvc import codebook_hadamard
+
+            return codebook_hadamard.inner_products(key, self.K, self.dim, r, self.device)
         if self.numpy:
             return torch.from_numpy(self._ip_numpy(key, r.cpu().numpy()))
         return self._ip_torch(key, r.to(self.device))
@@ -744,8 +758,11 @@ def _combine_torch(A: torch.Tensor, sg: list[bool]) -> torch.Tensor:
     return z * torch.tensor(np.float32(scale), dtype=torch.float32, device=z.device)
 
 
-def combine(seed, step, frame, indices, signs, dim, device="cpu", *, backend: str | None = None) -> torch.Tensor:
+def combine(seed, step, frame, indices, signs, dim, device="cpu", *, backend: str | None = None,
+            family: str = "gaussian") -> torch.Tensor:
     """float32 [dim]: z = sum_k sign_k * atom_k (ascending k), then z / std(z) with the population std.
+
+    ``family``: "gaussian" (GVC-CB1, above) or "hadamard" (gvc.codebook_hadamard; same rule, +-1 atoms).
 
     Only the selected atoms are generated (cost independent of K).  Bit-identical on every device:
     the signed sum runs sequentially in ascending index order, the std is exact (see module docstring).
@@ -766,6 +783,10 @@ def combine(seed, step, frame, indices, signs, dim, device="cpu", *, backend: st
     sg = [sg[i] for i in order.tolist()]
     dim = _check_dim(dim)
     key = codebook_key(seed, step, frame)
+    if _check_family(family) == "hadamard":
+        from gvc import codebook_hadamard
+
+        return codebook_hadamard.combine(key, idx, sg, dim, device)
     if _use_numpy(device, backend):
         return torch.from_numpy(_combine_np(_atoms_np(key, idx, dim), sg))
     return _combine_torch(_atoms_torch(key, torch.from_numpy(idx), dim, device), sg)

@@ -10,6 +10,7 @@ codebook of K atoms of dimension dim).
                 reference loop, the ratio to the bulk-RNG floor and the peak device memory it added:
                 reference_loop (one torch.randn(dim) per atom + dot, extrapolated), tiled_torch (generator in
                 tiles, torch.compile'd on CUDA, + matmul), tiled_numpy (CPU), fused (Triton kernel, CUDA),
+                structured (the "hadamard" family: one fast Walsh-Hadamard transform per scramble),
                 bulk_rng (torch.randn filling K*dim normals in 1 GiB pieces: the generator's own floor)
   regeneration  combine() of the M chosen atoms (what the decoder pays per step-frame)
   naive         one torch.randn(dim, generator=g) per atom plus a dot product, as the reference does; run on
@@ -135,6 +136,7 @@ def _methods(a, device, K, M, D, r, naive_s, repeats) -> dict:
         paths["tiled_numpy"] = dict(backend="numpy", threads=a.threads)
         if D * K <= (1 << 28):  # the torch path on the CPU is slow: only at small sizes
             paths["tiled_torch"] = dict(backend="torch", fused=False, compile=False)
+    paths["structured"] = dict(family="hadamard")
     for name, kw in paths.items():
         search = cb.CodebookSearch(K, D, device=device, **kw)
         try:
