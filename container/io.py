@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import BinaryIO, Iterator
 
@@ -23,14 +24,34 @@ def _is_stdio(path) -> bool:
     return str(path) == "-"
 
 
-class StreamWriter:
-    """Writes a header then GOP units; ``fmt`` is "mkv" or "gvc" (default: from the file name)."""
+TAG_LEVELS = ("lean", "full")  # Matroska tags: none (the decoder needs none), or the caller's (--tags full)
 
-    def __init__(self, path, header: SequenceHeader, *, fmt: str | None = None, tags: dict[str, str] | None = None):
+
+@contextmanager
+def _write_errors():
+    """A failed write (closed pipe, full disk) is a one-line error, raised at once."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise InputError("output pipe closed") from None
+    except OSError as e:
+        raise InputError(f"cannot write the output: {e.strerror or e}") from None
+
+
+class StreamWriter:
+    """Writes a header then GOP units; ``fmt`` is "mkv" or "gvc" (default: from the file name).
+
+    ``tags`` (encoder name, settings, ...) go into a Matroska file only with ``tag_level="full"``: they
+    cost about 250 bytes, as much as a low-rate GOP, and nothing reads them to decode."""
+
+    def __init__(self, path, header: SequenceHeader, *, fmt: str | None = None, tags: dict[str, str] | None = None,
+                 tag_level: str = "lean"):
         self.header = header
         fmt = fmt or ("gvc" if _is_stdio(path) or str(path).endswith(".gvc") else "mkv")
         if fmt not in ("mkv", "gvc"):
             raise InputError(f"unknown output format {fmt!r} (mkv or gvc)")
+        if tag_level not in TAG_LEVELS:
+            raise InputError(f"unknown tag level {tag_level!r} ({' or '.join(TAG_LEVELS)})")
         self.fmt = fmt
         self._own = not _is_stdio(path) and not hasattr(path, "write")
         try:
@@ -42,7 +63,7 @@ class StreamWriter:
             from .matroska import MatroskaWriter
 
             self._mkv = MatroskaWriter(self._file, width=header.width, height=header.height, fps=header.fps,
-                                       codec_private=head, tags=tags or {})
+                                       codec_private=head, tags=tags if tag_level == "full" else None)
         else:
             self._mkv = None
             self._raw_bytes = 0
@@ -54,10 +75,8 @@ class StreamWriter:
         return self._mkv.bytes_written if self._mkv is not None else self._raw_bytes
 
     def _write_raw(self, data: bytes) -> None:
-        try:
+        with _write_errors():
             self._file.write(data)
-        except BrokenPipeError:
-            raise InputError("output pipe closed") from None
         self._raw_bytes += len(data)
 
     def write(self, unit: GopUnit, pts: int, duration: int) -> int:
@@ -65,18 +84,18 @@ class StreamWriter:
         if self._mkv is not None:
             from .matroska import MkvPacket
 
-            self._mkv.write(MkvPacket(data, pts, duration, unit.keyframe))
+            with _write_errors():
+                self._mkv.write(MkvPacket(data, pts, duration, unit.keyframe))
         else:
             self._write_raw(data)
         return len(data)
 
     def close(self) -> None:
         try:
-            if self._mkv is not None:
-                self._mkv.close()
-            self._file.flush()
-        except BrokenPipeError:
-            raise InputError("output pipe closed") from None
+            with _write_errors():
+                if self._mkv is not None:
+                    self._mkv.close()
+                self._file.flush()
         finally:
             if self._own:
                 self._file.close()
@@ -94,6 +113,7 @@ class StreamInfo:
     fmt: str
     tags: dict
     file_bytes: int | None
+    warnings: list[str] = field(default_factory=list)  # container problems that do not stop decoding
 
 
 class StreamReader:
@@ -114,9 +134,9 @@ class StreamReader:
             from .matroska import MatroskaReader
 
             self._mkv = MatroskaReader(path)
-            self._close = self._mkv.close if hasattr(self._mkv, "close") else None
+            self._close = self._mkv.close
             header = SequenceHeader.from_bytes(self._mkv.codec_private)
-            self.info = StreamInfo(header, "mkv", dict(self._mkv.tags), size)
+            self.info = StreamInfo(header, "mkv", dict(self._mkv.tags), size, list(self._mkv.warnings))
         elif magic == b"GVCU":
             f = open(path, "rb")
             self._close = f.close
@@ -139,22 +159,33 @@ class StreamReader:
         return self.info.header
 
     def units(self) -> Iterator[GopUnit | BitstreamError]:
-        raw = (p.data for p in self._mkv.packets()) if self._mkv is not None else self._units
+        raw = _blocks_then_damage(self._mkv) if self._mkv is not None else self._units
         for data in raw:
             if isinstance(data, BitstreamError):
                 yield data
                 continue
             try:
-                yield GopUnit.from_bytes(data)
+                yield GopUnit.from_bytes(data, self.header)
             except BitstreamError as e:
                 yield e
 
     def close(self) -> None:
         if self._close:
             self._close()
+            self._close = None
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _blocks_then_damage(mkv) -> Iterator[bytes | BitstreamError]:
+    """The GVC blocks of a Matroska file; where the file is truncated or damaged, one BitstreamError last
+    (as UnitReader reports a cut .gvc), so every complete GOP before it still decodes."""
+    try:
+        for packet in mkv.packets():
+            yield packet.data
+    except BitstreamError as e:
+        yield e

@@ -1,48 +1,67 @@
-"""Matroska (.mkv) mapping for GVC streams.
+"""Matroska (.mkv) mapping for GVC streams: a lean EBML muxer and a bounded, streaming EBML demuxer.
 
-Why not PyAV for muxing: every PyAV way of adding an output stream checks the codec id against the
-Matroska muxer, so a codec FFmpeg does not know cannot be written with its FourCC, extradata and
-keyframe flags (raw/intra-only carrier codecs lose the keyframe flags). The muxer below writes EBML
-itself; reading uses EBML for the header-level elements (CodecPrivate, tags, attachments) and PyAV
-(``av.open``) for the packets.
+Why our own EBML both ways: every PyAV way of adding an output stream checks the codec id against the
+Matroska muxer, so a codec FFmpeg does not know cannot be written with its FourCC, extradata and keyframe
+flags; and reading the blocks from the same walk that reads the header parses each file once, with our
+own limits on sizes, element counts and truncation (PyAV is not imported here).
 
-Mapping
+Mapping (what a player or ``ffmpeg -c copy`` needs, nothing more; byte budget in docs/bitstream.md,
+"Matroska byte budget")
 -------
-* One video track, CodecID ``V_MS/VFW/FOURCC``. CodecPrivate = 40-byte little-endian BITMAPINFOHEADER
-  (biSize=40, biWidth, biHeight, biPlanes=1, biBitCount=24, biCompression=FourCC ``GVC1``, rest 0)
-  followed by the GVC sequence header. ``ffmpeg -i`` shows ``Video: none (GVC1 / 0x31435647)``.
-  Readers take the bytes after the first 40 (FFmpeg's remuxer rewrites biSize as 40+extradata).
+* EBML header: DocType ``matroska`` only; every other EBML header element has the value its default
+  gives (EBML 1, IDs <= 4 bytes, sizes <= 8 bytes, DocTypeVersion/ReadVersion 1: only Matroska v1
+  elements are written). With extra tracks (audio, subtitles) SimpleBlocks are used, so DocTypeVersion
+  and DocTypeReadVersion 2 are written.
+* One video track (number 1), CodecID ``V_MS/VFW/FOURCC``. CodecPrivate = 40-byte little-endian
+  BITMAPINFOHEADER (biSize=40, biWidth, biHeight, biPlanes=1, biBitCount=24, biCompression=FourCC
+  ``GVC1``, rest 0) followed by the GVC sequence header. ``ffmpeg -i`` shows
+  ``Video: none (GVC1 / 0x31435647)``. Readers take the bytes after the first 40 (FFmpeg's remuxer
+  rewrites biSize as 40+extradata).
 * PixelWidth/PixelHeight; DefaultDuration = round(1e9 / fps) ns (nominal frame duration).
-* Timestamps: TimestampScale = 1,000,000 ns (1 ms), the value FFmpeg's muxer also uses, so a
-  ``-c copy`` remux keeps every timestamp. Frame index ``n`` is stored as
-  ``t(n) = floor(n * 1000 / fps + 1/2)`` ms; a block's duration is ``t(pts + duration) - t(pts)``.
-  Reading inverts with ``n = floor(t * fps / 1000 + 1/2)``; this is exact for fps < 1000 (rounding
-  error <= 0.5 ms < half a frame), e.g. 30000/1001, 24000/1001, 25, 10.
-* The exact frame rate is also written as the global tag ``GVC_FRAME_RATE`` ("30000/1001"); the
-  reader uses it when present (and hides it from ``tags``), else DefaultDuration approximated by the
-  nearest fraction with denominator <= 1001.
-* Each GOP unit is one BlockGroup{Block, BlockDuration[, ReferenceBlock]} (a GOP covers many frames,
-  so every block carries its duration explicitly; no lacing). A BlockGroup without ReferenceBlock
-  is a keyframe; a non-keyframe unit (e.g. an I2V GOP depending on the previous GOP) carries
-  ReferenceBlock = (previous block's timestamp - this block's timestamp), or -1 for a first block.
-  FFmpeg/PyAV read this back as ``packet.is_keyframe``.
-* A new Cluster starts at every keyframe and whenever the int16 relative block timestamp would
-  overflow (32.767 s).
-* Seekable output: sized Segment and Clusters, Info/Duration, Cues (one CuePoint per keyframe) and a
-  SeekHead; these are patched on close. Non-seekable output (pipe, stdout): unknown-size Segment and
-  Clusters, no Duration, no Cues; every block is written and flushed as soon as it arrives.
-* Tags: one global Tag of SimpleTags (name -> string). Attachments: the sequence header as
-  ``gvc-sequence-header.bin`` (application/octet-stream) plus the caller's (name, mime, bytes).
-* Segment Info: MuxingApp/WritingApp ``GVC <version>``, optional Title. Output is deterministic
-  (no dates, UIDs derived from content).
+* Timestamps: TimestampScale is the default 1,000,000 ns (1 ms, also FFmpeg's), so a ``-c copy``
+  remux keeps every timestamp. Frame index ``n`` is stored as ``t(n) = floor(n * 1000 / fps + 1/2)`` ms;
+  a block's duration is ``t(pts + duration) - t(pts)``. Reading inverts with
+  ``n = floor(t * fps / 1000 + 1/2)``; exact for fps < 1000 (rounding error <= 0.5 ms < half a frame).
+* The frame rate is read back from DefaultDuration as the nearest fraction with denominator <= 1001
+  (exact for 30000/1001, 24000/1001, 25, 10, ...). Only a rate that this cannot give back exactly is
+  also written as the global tag ``GVC_FRAME_RATE`` ("p/q"); the reader prefers the tag when present,
+  parsed strictly (bounded digits), and hides it from ``tags``. GVC streams also carry the exact rate
+  in the sequence header.
+* Each GOP unit is one BlockGroup{Block, BlockDuration[, ReferenceBlock]} (a GOP covers many frames, so
+  every block carries its duration; no lacing). A BlockGroup without ReferenceBlock is a keyframe; a
+  non-keyframe unit carries ReferenceBlock = (previous block's timestamp - this block's timestamp), or
+  -1 for a first block. FFmpeg reads this back as the keyframe flag.
+* A new Cluster starts at every keyframe and whenever a relative block timestamp would leave int16 or
+  the cluster would pass 256 MiB. A Cluster's size field is 4 bytes: written as "unknown" and, in a
+  seekable file, patched when the cluster ends. Every block is written and flushed when it arrives, so
+  an interrupted write keeps every finished block.
+* Seekable output: the Segment is written with an unknown size and placeholders (Void elements of the
+  same length) for the SeekHead (one entry: Cues) and Info/Duration; on close the Cues (one CuePoint per
+  keyframe) are appended and the Segment size, SeekHead, Duration and last Cluster size are patched.
+  A file whose writer was killed is therefore a valid live-layout file. Non-seekable output (pipe,
+  stdout): unknown-size Segment and Clusters, no SeekHead, Duration or Cues.
+* Info: MuxingApp and WritingApp ``gvc`` (mandatory elements, kept short), optional Title. Tags (one
+  global Tag of SimpleTags) and Attachments only when the caller gives some. Output is deterministic
+  (no dates; UIDs derived from content).
+* Extra tracks (:class:`MkvTrack`: audio, subtitles) are copied packet for packet: numbers 2, 3, ...,
+  blocks with nanosecond timestamps (stored in ms, like FFmpeg's muxer), SimpleBlock for keyframes
+  without a duration, else a BlockGroup.
+
+Reading walks the file once, front to back, from a file or a pipe: EBML header, Segment, the header
+elements before the first Cluster (plus, in a seekable file, those the SeekHead points to after the
+clusters), then the Clusters as blocks are requested. Limits: metadata elements are read into memory
+only below small caps (:data:`METADATA_CAPS`), a block below ``max_block_bytes``, and at most
+:data:`MAX_IDLE_ELEMENTS` elements may follow one another without a block (a file of millions of Void
+elements is refused in milliseconds). A truncated file yields every complete block, then raises one
+``BitstreamError`` starting with "truncated Matroska file".
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import os
+import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,6 +84,8 @@ TRACKS, TRACK_ENTRY, TRACK_NUMBER, TRACK_UID, TRACK_TYPE, FLAG_LACING = (
     0x1654AE6B, 0xAE, 0xD7, 0x73C5, 0x83, 0x9C)
 CODEC_ID, CODEC_PRIVATE, DEFAULT_DURATION, VIDEO, PIXEL_WIDTH, PIXEL_HEIGHT = (
     0x86, 0x63A2, 0x23E383, 0xE0, 0xB0, 0xBA)
+LANGUAGE, TRACK_NAME, CODEC_DELAY, SEEK_PRE_ROLL = 0x22B59C, 0x536E, 0x56AA, 0x56BB
+AUDIO, SAMPLING_FREQUENCY, CHANNELS, BIT_DEPTH = 0xE1, 0xB5, 0x9F, 0x6264
 CLUSTER, TIMESTAMP, SIMPLE_BLOCK, BLOCK_GROUP, BLOCK, BLOCK_DURATION, REFERENCE_BLOCK = (
     0x1F43B675, 0xE7, 0xA3, 0xA0, 0xA1, 0x9B, 0xFB)
 CUES, CUE_POINT, CUE_TIME, CUE_TRACK_POSITIONS, CUE_TRACK, CUE_CLUSTER_POSITION, CUE_RELATIVE_POSITION = (
@@ -73,25 +94,73 @@ TAGS, TAG, TARGETS, SIMPLE_TAG, TAG_NAME, TAG_STRING = 0x1254C367, 0x7373, 0x63C
 TAG_UID_TARGETS = (0x63C5, 0x63C9, 0x63C4, 0x63C6)  # TagTrackUID, TagEditionUID, TagChapterUID, TagAttachmentUID
 ATTACHMENTS, ATTACHED_FILE, FILE_NAME, FILE_MEDIA_TYPE, FILE_DATA, FILE_UID = (
     0x1941A469, 0x61A7, 0x466E, 0x4660, 0x465C, 0x46AE)
-VOID, CRC32 = 0xEC, 0xBF
+CHAPTERS, VOID, CRC32 = 0x1043A770, 0xEC, 0xBF
 
 CODEC_ID_VFW = "V_MS/VFW/FOURCC"
 TIMESTAMP_SCALE_NS = 1_000_000
-SEQUENCE_HEADER_ATTACHMENT = "gvc-sequence-header.bin"
+MUXER_NAME = "gvc"  # MuxingApp and WritingApp: mandatory, kept short (every byte counts at GVC's rates)
 FRAME_RATE_TAG = "GVC_FRAME_RATE"
 BITMAPINFOHEADER = struct.Struct("<IiiHH4sIiiII")  # 40 bytes
-_TRACK_NUMBER = 1
-_MAX_REL_TS = 32767
-_MAX_METADATA_SIZE = 256 << 20  # Info/Tracks/Tags/Attachments/SeekHead/EBML header read into memory
-_MAX_HEADER_SIZE = 4096  # EBML header
-_TOP_LEVEL = {SEEK_HEAD, INFO, TRACKS, TAGS, ATTACHMENTS, CLUSTER, CUES, VOID, CRC32, 0x1043A770, 0x1B538667}
+TRACK_TYPE_VIDEO, TRACK_TYPE_AUDIO, TRACK_TYPE_SUBTITLE = 1, 2, 17
+_GVC_TRACK = 1
+_REL_TS = range(-32768, 32768)  # a block's int16 timestamp relative to its cluster
+_CLUSTER_SIZE_BYTES = 4  # width of a Cluster's size field, patched when the cluster ends
+_MAX_CLUSTER_PAYLOAD = (1 << 7 * _CLUSTER_SIZE_BYTES) - 2
+
+# Reading limits. Metadata is read into memory only below these caps (the EBML header, SeekHead, Info,
+# Tracks: refused above; Tags and Attachments: skipped with a warning above). A GVC sequence header is
+# about 100 bytes; audio CodecPrivate (Vorbis, ASS) stays within tens of kilobytes.
+METADATA_CAPS = {EBML: 4 << 10, SEEK_HEAD: 64 << 10, INFO: 64 << 10, TRACKS: 256 << 10,
+                 TAGS: 256 << 10, ATTACHMENTS: 1 << 20}
+MAX_CODEC_PRIVATE = 16 << 10  # of the GVC track
+MAX_BLOCK_BYTES = (64 << 20) + 4096  # a GVC unit is at most 64 MiB (container.bitstream.MAX_UNIT_BYTES)
+MAX_IDLE_ELEMENTS = 4096  # elements in a row without a block of a known track (Void, empty Clusters, ...)
+MAX_TRACKS = 64
+_MAX_GROUP_CHILDREN = 64  # a BlockGroup holds a Block and a few small elements
+_OPTIONAL = (TAGS, ATTACHMENTS)  # skipped (with a warning) rather than refused when over their cap
+_HEADER_ELEMENTS = (SEEK_HEAD, INFO, TRACKS, TAGS, ATTACHMENTS)
+_TOP_LEVEL = {SEEK_HEAD, INFO, TRACKS, TAGS, ATTACHMENTS, CLUSTER, CUES, CHAPTERS, 0x1B538667}
+_FRAME_RATE_TEXT = re.compile(r"(\d{1,9})(?:/(\d{1,9})|\.(\d{1,9}))?")
+_NAMES = {EBML: "EBML header", SEEK_HEAD: "SeekHead", INFO: "Info", TRACKS: "Tracks", TAGS: "Tags",
+          ATTACHMENTS: "Attachments", CUES: "Cues", CLUSTER: "Cluster", SIMPLE_BLOCK: "SimpleBlock",
+          BLOCK_GROUP: "BlockGroup"}
 
 
 @dataclass
 class MkvPacket:
+    """A block of the GVC track, timed in frames."""
     data: bytes
     pts: int  # first frame index covered
     duration: int  # number of frames covered
+    keyframe: bool
+
+
+@dataclass
+class MkvTrack:
+    """A track other than the GVC video track (audio, subtitles), carried packet for packet."""
+    type: int  # TRACK_TYPE_AUDIO, TRACK_TYPE_SUBTITLE, ...
+    codec_id: str  # Matroska CodecID, e.g. "A_AAC", "A_OPUS", "S_TEXT/UTF8"
+    codec_private: bytes = b""
+    number: int = 0  # assigned by the writer (2, 3, ...); the file's TrackNumber when read
+    language: str | None = None
+    name: str | None = None
+    default_duration: int | None = None  # ns
+    codec_delay: int | None = None  # ns (Opus)
+    seek_pre_roll: int | None = None  # ns (Opus)
+    sampling_frequency: float | None = None  # audio
+    channels: int | None = None  # audio
+    bit_depth: int | None = None  # audio
+    width: int | None = None  # video
+    height: int | None = None  # video
+
+
+@dataclass
+class MkvBlock:
+    """A block of any track, timed in nanoseconds (Matroska's own unit, TimestampScale applied)."""
+    track: int
+    data: bytes
+    time_ns: int
+    duration_ns: int | None  # None: the block carries none and its track has no DefaultDuration
     keyframe: bool
 
 
@@ -103,17 +172,19 @@ def _time_to_frame(t: Fraction, fps: Fraction) -> int:
     return math.floor(t * fps + Fraction(1, 2))
 
 
-def _version() -> str:
-    try:
-        import gvc
-        return str(gvc.__version__)
-    except Exception:  # pragma: no cover - gvc is always importable in the project
-        return "unknown"
+def _rate_from_default_duration(ns: int) -> Fraction:
+    return Fraction(10**9, ns).limit_denominator(1001)
 
 
 def _uid(*parts: bytes) -> int:
+    """A 32-bit UID derived from content (deterministic output; 4 bytes are unique enough in one file)."""
     h = hashlib.sha256(b"\x00".join(parts)).digest()
-    return int.from_bytes(h[:8], "big") or 1
+    return int.from_bytes(h[:4], "big") or 1
+
+
+def _void(total: int) -> bytes:
+    """A Void element of exactly ``total`` bytes (2 <= total <= 128): a placeholder patched on close."""
+    return bytes([VOID, 0x80 | (total - 2)]) + bytes(total - 2)
 
 
 def _is_seekable(f) -> bool:
@@ -126,13 +197,26 @@ def _is_seekable(f) -> bool:
         return False
 
 
+def parse_frame_rate(text: str) -> Fraction | None:
+    """A frame rate tag ("30000/1001", "25", "29.97") with at most 9 digits per number, in (0, 1000) fps;
+    None for anything else (``Fraction("1e99999999")`` would take forever)."""
+    m = _FRAME_RATE_TEXT.fullmatch(text.strip())
+    if not m:
+        return None
+    whole, den, frac = m.groups()
+    rate = Fraction(int(whole), int(den)) if den and int(den) else (
+        Fraction(f"{whole}.{frac}") if frac else Fraction(int(whole)) if den is None else None)
+    return rate if rate is not None and 0 < rate < 1000 else None
+
+
 # ------------------------------------------------------------------------------------------ writer
 class MatroskaWriter:
     """Write a GVC stream (sequence header + GOP units) as a Matroska file; see the module docstring."""
 
     def __init__(self, file, *, width: int, height: int, fps: Fraction, codec_private: bytes,
                  fourcc: bytes = b"GVC1", tags: dict[str, str] | None = None,
-                 attachments: list[tuple[str, str, bytes]] | None = None, title: str | None = None):
+                 attachments: list[tuple[str, str, bytes]] | None = None, title: str | None = None,
+                 tracks: list[MkvTrack] | None = None):
         fps = Fraction(fps)
         if not (isinstance(width, int) and isinstance(height, int) and 0 < width < 1 << 31
                 and 0 < height < 1 << 31):
@@ -142,14 +226,15 @@ class MatroskaWriter:
         fourcc = bytes(fourcc)
         if len(fourcc) != 4:
             raise ParameterError(f"FourCC must be 4 bytes, got {fourcc!r}")
-        codec_private = bytes(codec_private)
         attachments = [(str(n), str(m), bytes(d)) for n, m, d in (attachments or [])]
-        names = [SEQUENCE_HEADER_ATTACHMENT] + [n for n, _, _ in attachments]
-        if len(set(names)) != len(names):
-            raise ParameterError(f"duplicate attachment names (or one named {SEQUENCE_HEADER_ATTACHMENT})")
-        tags = dict(tags or {})
+        if len({n for n, _, _ in attachments}) != len(attachments):
+            raise ParameterError("duplicate attachment names")
+        tags = {str(k): str(v) for k, v in (tags or {}).items()}
         if any(k.upper() == FRAME_RATE_TAG for k in tags):
             raise ParameterError(f"tag name {FRAME_RATE_TAG} is reserved")
+        self.tracks = [MkvTrack(**{**vars(t), "number": _GVC_TRACK + 1 + i}) for i, t in enumerate(tracks or [])]
+        if len(self.tracks) >= MAX_TRACKS:
+            raise ParameterError(f"too many tracks ({len(self.tracks) + 1}, at most {MAX_TRACKS})")
 
         self.width, self.height, self.fps = width, height, fps
         self._own = isinstance(file, (str, bytes, os.PathLike))
@@ -158,88 +243,70 @@ class MatroskaWriter:
         self._base = self._f.tell() if self._seekable else 0
         self._pos = 0  # bytes written so far, relative to _base
         self._closed = False
-        self._prev_ts: int | None = None
+        self._prev_ts: int | None = None  # of the GVC track's previous block
         self._prev_end_frame: int | None = None
         self._end_ms = 0
         self._cluster_ts: int | None = None
-        self._cluster_blocks: list[bytes] = []
-        self._cluster_keyframe_cues: list[tuple[int, int]] = []  # (block ts, offset inside cluster payload)
-        self._cues: list[tuple[int, int, int]] = []  # (ts, cluster position in segment, relative position)
+        self._cluster_at = 0  # position of the open cluster's size field
+        self._cues: list[tuple[int, int]] = []  # (keyframe timestamp, cluster position in the segment)
 
         try:
-            self._write_header(width, height, fps, codec_private, fourcc, tags, attachments, title)
+            self._write_header(bytes(codec_private), fourcc, tags, attachments, title)
         except BaseException:
             if self._own:
                 self._f.close()
             raise
 
     # -- header
-    def _write_header(self, width, height, fps, codec_private, fourcc, tags, attachments, title):
-        version = _version()
-        ebml_header = master(
-            EBML, uint(EBML_VERSION, 1), uint(EBML_READ_VERSION, 1), uint(EBML_MAX_ID_LENGTH, 4),
-            uint(EBML_MAX_SIZE_LENGTH, 8), string(DOC_TYPE, "matroska"), uint(DOC_TYPE_VERSION, 4),
-            uint(DOC_TYPE_READ_VERSION, 2))
+    def _write_header(self, codec_private, fourcc, tags, attachments, title):
+        ebml_children = [string(DOC_TYPE, "matroska")]
+        if self.tracks:  # SimpleBlock is a Matroska v2 element
+            ebml_children += [uint(DOC_TYPE_VERSION, 2), uint(DOC_TYPE_READ_VERSION, 2)]
+        ebml_header = master(EBML, *ebml_children)
 
-        info_children = [uint(TIMESTAMP_SCALE, TIMESTAMP_SCALE_NS), string(MUXING_APP, f"GVC {version}"),
-                         string(WRITING_APP, f"GVC {version}")]
+        info_children = [string(MUXING_APP, MUXER_NAME), string(WRITING_APP, MUXER_NAME)]
         if title:
             info_children.append(string(TITLE, title))
+        duration_at = sum(map(len, info_children))
         if self._seekable:
-            info_children.append(float64(DURATION, 0.0))  # patched on close
+            info_children.append(_void(len(float64(DURATION, 0.0))))  # Duration, patched on close
         info = master(INFO, *info_children)
+        duration_at += len(info) - sum(map(len, info_children))  # + Info's own header
 
-        bmih = BITMAPINFOHEADER.pack(40, width, height, 1, 24, fourcc, 0, 0, 0, 0, 0)
-        track = master(
-            TRACK_ENTRY, uint(TRACK_NUMBER, _TRACK_NUMBER), uint(TRACK_UID, _uid(b"track", codec_private)),
-            uint(TRACK_TYPE, 1), uint(FLAG_LACING, 0), string(CODEC_ID, CODEC_ID_VFW),
+        bmih = BITMAPINFOHEADER.pack(40, self.width, self.height, 1, 24, fourcc, 0, 0, 0, 0, 0)
+        video = master(
+            TRACK_ENTRY, uint(TRACK_NUMBER, _GVC_TRACK), uint(TRACK_UID, _uid(b"track", codec_private)),
+            uint(TRACK_TYPE, TRACK_TYPE_VIDEO), string(CODEC_ID, CODEC_ID_VFW),
             ebml.element(CODEC_PRIVATE, bmih + codec_private),
-            uint(DEFAULT_DURATION, round(Fraction(10**9) / fps)),
-            master(VIDEO, uint(PIXEL_WIDTH, width), uint(PIXEL_HEIGHT, height)))
-        tracks = master(TRACKS, track)
+            uint(DEFAULT_DURATION, round(Fraction(10**9) / self.fps)),
+            master(VIDEO, uint(PIXEL_WIDTH, self.width), uint(PIXEL_HEIGHT, self.height)))
+        tracks = master(TRACKS, video, *(_track_entry(t) for t in self.tracks))
 
-        all_tags = list(tags.items()) + [(FRAME_RATE_TAG, f"{fps.numerator}/{fps.denominator}")]
-        tags_el = master(TAGS, master(TAG, master(TARGETS), *(
-            master(SIMPLE_TAG, string(TAG_NAME, str(k)), string(TAG_STRING, str(v))) for k, v in all_tags)))
+        if _rate_from_default_duration(round(Fraction(10**9) / self.fps)) != self.fps:
+            tags = {**tags, FRAME_RATE_TAG: f"{self.fps.numerator}/{self.fps.denominator}"}
+        head = [info, tracks]
+        if tags:
+            head.append(master(TAGS, master(TAG, master(TARGETS), *(
+                master(SIMPLE_TAG, string(TAG_NAME, k), string(TAG_STRING, v)) for k, v in tags.items()))))
+        if attachments:
+            head.append(master(ATTACHMENTS, *(
+                master(ATTACHED_FILE, string(FILE_NAME, n), string(FILE_MEDIA_TYPE, m),
+                       ebml.element(FILE_DATA, d), uint(FILE_UID, _uid(b"file", n.encode(), d)))
+                for n, m, d in attachments)))
 
-        files = [(SEQUENCE_HEADER_ATTACHMENT, "application/octet-stream", codec_private)] + attachments
-        att_el = master(ATTACHMENTS, *(
-            master(ATTACHED_FILE, string(FILE_NAME, n), string(FILE_MEDIA_TYPE, m),
-                   ebml.element(FILE_DATA, d), uint(FILE_UID, _uid(b"file", n.encode(), d)))
-            for n, m, d in files))
-
-        # SeekHead: fixed-width positions so its size does not depend on them; Cues is patched later.
-        def seek_entry(el_id: int, pos: int, width: int) -> bytes:
-            return master(SEEK, ebml.element(SEEK_ID, encode_id(el_id)), uint(SEEK_POSITION, pos, width))
-
-        entries = [(INFO, info), (TRACKS, tracks), (TAGS, tags_el), (ATTACHMENTS, att_el)]
-        n_entries = len(entries) + (1 if self._seekable else 0)
-        placeholder = master(SEEK_HEAD, *(seek_entry(INFO, 0, 8) for _ in range(n_entries)))
-        pos = len(placeholder)
-        seeks = []
-        for el_id, data in entries:
-            seeks.append(seek_entry(el_id, pos, 8))
-            pos += len(data)
-        if self._seekable:
-            seeks.append(seek_entry(CUES, 0, 8))
-        seek_head = master(SEEK_HEAD, *seeks)
-        assert len(seek_head) == len(placeholder)
-
-        segment_head = encode_id(SEGMENT) + (encode_size(0, 8) if self._seekable else ebml.UNKNOWN_SIZE_VINT)
-        self._segment_size_at = len(ebml_header) + 4
-        self._segment_start = len(ebml_header) + len(segment_head)  # segment data start (relative to _base)
-        if self._seekable:
-            self._cues_seekpos_at = self._segment_start + len(seek_head) - 8
-            self._duration_at = self._segment_start + len(seek_head) + len(info) - 8
-        self._emit(ebml_header + segment_head + seek_head + info + tracks + tags_el + att_el)
-        self.header_bytes = self._pos  # container overhead before the first cluster
+        seek_head = _void(len(_seek_head(0))) if self._seekable else b""  # patched on close
+        segment_head = encode_id(SEGMENT) + ebml.UNKNOWN_SIZE_VINT  # size patched on close
+        self._segment_size_at = len(ebml_header) + len(encode_id(SEGMENT))
+        self._segment_start = len(ebml_header) + len(segment_head)
+        self._duration_at = self._segment_start + len(seek_head) + duration_at
+        self._emit(ebml_header + segment_head + seek_head + b"".join(head))
+        self.header_bytes = self._pos  # container bytes before the first cluster
         self._flush()
 
     @property
     def bytes_written(self) -> int:
-        """Bytes of output so far, counting a cluster still buffered for its size field (≈12 bytes of head)."""
-        pending = sum(map(len, self._cluster_blocks)) + 12 if self._cluster_blocks else 0
-        return self._pos + pending
+        """Bytes of output so far (the Cues and the SeekHead come at close)."""
+        return self._pos
 
     # -- low-level output
     def _emit(self, data: bytes) -> None:
@@ -247,41 +314,35 @@ class MatroskaWriter:
         self._pos += len(data)
 
     def _flush(self) -> None:
-        try:
-            self._f.flush()
-        except (AttributeError, OSError):
-            pass
+        flush = getattr(self._f, "flush", None)
+        if flush is not None:
+            flush()  # a write error (full disk) surfaces here, at once
 
     def _patch(self, rel_pos: int, data: bytes) -> None:
         self._f.seek(self._base + rel_pos)
         self._f.write(data)
+        self._f.seek(self._base + self._pos)
 
     # -- clusters
     def _start_cluster(self, ts: int) -> None:
-        self._flush_cluster()
+        self._end_cluster()
         self._cluster_ts = ts
-        if not self._seekable:
-            self._emit(encode_id(CLUSTER) + ebml.UNKNOWN_SIZE_VINT + uint(TIMESTAMP, ts))
+        self._cluster_at = self._pos + len(encode_id(CLUSTER))
+        self._emit(encode_id(CLUSTER) + b"\x1f\xff\xff\xff" + uint(TIMESTAMP, ts))  # 4-byte unknown size
 
-    def _flush_cluster(self) -> None:
-        if self._cluster_ts is None or not self._seekable:
-            return
-        payload_head = uint(TIMESTAMP, self._cluster_ts)
-        payload_len = len(payload_head) + sum(map(len, self._cluster_blocks))
-        cluster_pos = self._pos - self._segment_start
-        head = encode_id(CLUSTER) + encode_size(payload_len)
-        for ts, offset in self._cluster_keyframe_cues:
-            self._cues.append((ts, cluster_pos, len(payload_head) + offset))
-        self._emit(head + payload_head)
-        for b in self._cluster_blocks:
-            self._emit(b)
-        self._cluster_blocks = []
-        self._cluster_keyframe_cues = []
+    def _end_cluster(self) -> None:
+        if self._cluster_ts is not None and self._seekable:
+            size = self._pos - self._cluster_at - _CLUSTER_SIZE_BYTES
+            self._patch(self._cluster_at, encode_size(size, _CLUSTER_SIZE_BYTES))
         self._cluster_ts = None
 
+    def _fits_cluster(self, ts: int, nbytes: int) -> bool:
+        return (self._cluster_ts is not None and ts - self._cluster_ts in _REL_TS
+                and self._pos + nbytes - self._cluster_at <= _MAX_CLUSTER_PAYLOAD)
+
     def write(self, packet: MkvPacket) -> None:
-        if self._closed:
-            raise ParameterError("write() on a closed MatroskaWriter")
+        """Write one GVC unit covering frames [pts, pts + duration)."""
+        self._check_open()
         pts, dur = packet.pts, packet.duration
         if not isinstance(pts, int) or pts < 0:
             raise ParameterError(f"packet pts must be a non-negative int, got {pts!r}")
@@ -293,46 +354,66 @@ class MatroskaWriter:
         ts = _frame_to_ms(pts, self.fps)
         end = _frame_to_ms(pts + dur, self.fps)
         keyframe = bool(packet.keyframe)
-        if self._cluster_ts is None or keyframe or ts - self._cluster_ts > _MAX_REL_TS:
-            self._start_cluster(ts)
-        rel = ts - self._cluster_ts
-        block = ebml.element(BLOCK, encode_size(_TRACK_NUMBER) + struct.pack(">hB", rel, 0)
-                             + bytes(packet.data))
-        children = [block, uint(BLOCK_DURATION, end - ts)]
+        data = bytes(packet.data)
+        extra = [uint(BLOCK_DURATION, end - ts)]
         if not keyframe:
-            children.append(sint(REFERENCE_BLOCK, (self._prev_ts - ts) if self._prev_ts is not None else -1))
-        group = master(BLOCK_GROUP, *children)
-        if self._seekable:
-            if keyframe:
-                self._cluster_keyframe_cues.append((ts, sum(map(len, self._cluster_blocks))))
-            self._cluster_blocks.append(group)
-        else:
-            self._emit(group)
-            self._flush()
+            extra.append(sint(REFERENCE_BLOCK, (self._prev_ts - ts) if self._prev_ts is not None else -1))
+        if keyframe or not self._fits_cluster(ts, len(data) + 64):
+            self._start_cluster(ts)
+            if keyframe and self._seekable:
+                self._cues.append((ts, self._cluster_at - len(encode_id(CLUSTER)) - self._segment_start))
+        self._emit(master(BLOCK_GROUP, ebml.element(BLOCK, _block_head(_GVC_TRACK, ts - self._cluster_ts) + data),
+                          *extra))
+        self._flush()
         self._prev_ts = ts
         self._prev_end_frame = pts + dur
         self._end_ms = max(self._end_ms, end)
+
+    def write_block(self, track: int, data: bytes, time_ns: int, duration_ns: int | None = None,
+                    keyframe: bool = True) -> None:
+        """Write one packet of an extra track (numbered as in ``self.tracks``), copied as it is.
+
+        Blocks are stored in file order: give them in (roughly) increasing time, interleaved with the
+        GVC units (a block more than 32.7 s away from its cluster's start opens a new cluster)."""
+        self._check_open()
+        if not any(t.number == track for t in self.tracks):
+            raise ParameterError(f"no extra track number {track} (tracks: {[t.number for t in self.tracks]})")
+        ts = round(Fraction(time_ns, TIMESTAMP_SCALE_NS))
+        data = bytes(data)
+        if not self._fits_cluster(ts, len(data) + 64):
+            self._start_cluster(ts)
+        rel = ts - self._cluster_ts
+        if keyframe and duration_ns is None:
+            self._emit(ebml.element(SIMPLE_BLOCK, _block_head(track, rel, 0x80) + data))
+        else:
+            extra = []
+            if duration_ns is not None:
+                extra.append(uint(BLOCK_DURATION, round(Fraction(duration_ns, TIMESTAMP_SCALE_NS))))
+            if not keyframe:
+                extra.append(sint(REFERENCE_BLOCK, -1))
+            self._emit(master(BLOCK_GROUP, ebml.element(BLOCK, _block_head(track, rel) + data), *extra))
+        self._flush()
+        if duration_ns is not None:
+            self._end_ms = max(self._end_ms, ts + round(Fraction(duration_ns, TIMESTAMP_SCALE_NS)))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ParameterError("write() on a closed MatroskaWriter")
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         try:
-            self._flush_cluster()
+            self._end_cluster()
             if self._seekable:
                 cues_pos = self._pos - self._segment_start
-                points = [master(CUE_POINT, uint(CUE_TIME, ts), master(
-                    CUE_TRACK_POSITIONS, uint(CUE_TRACK, _TRACK_NUMBER), uint(CUE_CLUSTER_POSITION, cpos),
-                    uint(CUE_RELATIVE_POSITION, rpos))) for ts, cpos, rpos in self._cues]
-                if points:
-                    self._emit(master(CUES, *points))
-                else:  # keep the SeekHead entry valid: point it at an empty Cues element
-                    self._emit(master(CUES))
-                end = self._pos
-                self._patch(self._segment_size_at, encode_size(end - self._segment_start, 8))
-                self._patch(self._cues_seekpos_at, cues_pos.to_bytes(8, "big"))
-                self._patch(self._duration_at, struct.pack(">d", float(self._end_ms)))
-                self._f.seek(self._base + end)
+                self._emit(master(CUES, *(master(CUE_POINT, uint(CUE_TIME, ts), master(
+                    CUE_TRACK_POSITIONS, uint(CUE_TRACK, _GVC_TRACK), uint(CUE_CLUSTER_POSITION, cpos)))
+                    for ts, cpos in self._cues)))
+                self._patch(self._segment_size_at, encode_size(self._pos - self._segment_start, 8))
+                self._patch(self._segment_start, _seek_head(cues_pos))
+                self._patch(self._duration_at, float64(DURATION, float(self._end_ms)))
             self._flush()
         finally:
             if self._own:
@@ -345,11 +426,119 @@ class MatroskaWriter:
         self.close()
 
 
-# ------------------------------------------------------------------------------------------ reader
-class MatroskaReader:
-    """Read a GVC Matroska file: header-level facts from EBML, packets demuxed with PyAV."""
+def _seek_head(cues_pos: int) -> bytes:
+    """The SeekHead: one entry, the Cues (Info and Tracks come first and need none); 8-byte position."""
+    return master(SEEK_HEAD, master(SEEK, ebml.element(SEEK_ID, encode_id(CUES)),
+                                    uint(SEEK_POSITION, cues_pos, 8)))
 
-    def __init__(self, path_or_file, *, fourcc: bytes | None = b"GVC1"):
+
+def _block_head(track: int, rel_ts: int, flags: int = 0) -> bytes:
+    return encode_size(track) + struct.pack(">hB", rel_ts, flags)
+
+
+def _track_entry(t: MkvTrack) -> bytes:
+    children = [uint(TRACK_NUMBER, t.number), uint(TRACK_UID, _uid(b"track", str(t.number).encode(),
+                                                                   t.codec_id.encode(), t.codec_private)),
+                uint(TRACK_TYPE, t.type), string(CODEC_ID, t.codec_id)]
+    if t.codec_private:
+        children.append(ebml.element(CODEC_PRIVATE, t.codec_private))
+    for el_id, value, put in ((LANGUAGE, t.language, string), (TRACK_NAME, t.name, string),
+                              (DEFAULT_DURATION, t.default_duration, uint), (CODEC_DELAY, t.codec_delay, uint),
+                              (SEEK_PRE_ROLL, t.seek_pre_roll, uint)):
+        if value is not None:
+            children.append(put(el_id, value))
+    if t.type == TRACK_TYPE_AUDIO:
+        audio = [float64(SAMPLING_FREQUENCY, float(t.sampling_frequency or 8000.0)), uint(CHANNELS, t.channels or 1)]
+        if t.bit_depth:
+            audio.append(uint(BIT_DEPTH, t.bit_depth))
+        children.append(master(AUDIO, *audio))
+    elif t.type == TRACK_TYPE_VIDEO and t.width and t.height:
+        children.append(master(VIDEO, uint(PIXEL_WIDTH, t.width), uint(PIXEL_HEIGHT, t.height)))
+    return master(TRACK_ENTRY, *children)
+
+
+# ------------------------------------------------------------------------------------------ reader
+class _Truncated(Exception):
+    """The input ended inside an element (internal: turned into a BitstreamError with context)."""
+
+
+class _Input:
+    """Sequential, buffered reading of a file or a pipe with the absolute position tracked; seeks only
+    when the file allows it. Each element header costs one small slice, not a system call."""
+
+    CHUNK = 1 << 16
+
+    def __init__(self, f, seekable: bool):
+        self.f, self.seekable = f, seekable
+        self.base = f.tell() if seekable else 0
+        self.size = (f.seek(0, os.SEEK_END) - self.base) if seekable else None
+        if seekable:
+            f.seek(self.base)
+        self.buf, self.off, self.pos = b"", 0, 0  # self.pos is the file position of buf[off]
+
+    def _fill(self, n: int) -> int:
+        """Make n bytes available if the input has them; return how many are."""
+        while len(self.buf) - self.off < n:
+            chunk = self.f.read(max(self.CHUNK, n - (len(self.buf) - self.off)))
+            if not chunk:
+                break
+            self.buf = self.buf[self.off:] + chunk
+            self.off = 0
+        return min(n, len(self.buf) - self.off)
+
+    def at_end(self) -> bool:
+        return self._fill(1) == 0
+
+    def header(self, end: int | None) -> tuple[int, int | None, int]:
+        """The element header at the current position: (ID, size or None, header length); not consumed."""
+        in_file = self._fill(12)
+        avail = in_file if end is None else min(in_file, end - self.pos)
+        try:
+            if avail <= 0:
+                raise BitstreamError("truncated: no element header")
+            return ebml.read_header(self.buf, self.off, self.off + avail, base=self.pos - self.off)
+        except BitstreamError as exc:
+            if in_file < 12 and str(exc).startswith("truncated"):
+                raise _Truncated() from None  # the input ended: truncation, not a bad element
+            raise BitstreamError(f"invalid Matroska: {exc}") from None
+
+    def read(self, n: int) -> bytes:
+        if self._fill(n) < n:
+            raise _Truncated()
+        data = self.buf[self.off:self.off + n]
+        self.off += n
+        self.pos += n
+        return data
+
+    def skip(self, n: int) -> None:
+        if len(self.buf) - self.off >= n:
+            self.off += n
+            self.pos += n
+        elif self.seekable:
+            if self.size is not None and self.pos + n > self.size:
+                raise _Truncated()
+            self.seek(self.pos + n)
+        else:  # a pipe: read and drop
+            n -= len(self.buf) - self.off
+            self.pos += len(self.buf) - self.off
+            self.buf, self.off = b"", 0
+            while n:
+                chunk = self.f.read(min(n, self.CHUNK))
+                if not chunk:
+                    raise _Truncated()
+                n -= len(chunk)
+                self.pos += len(chunk)
+
+    def seek(self, pos: int) -> None:
+        self.f.seek(self.base + pos)
+        self.buf, self.off, self.pos = b"", 0, pos
+
+
+class MatroskaReader:
+    """Read a Matroska file with a GVC track (or, with ``fourcc=None``, any V_MS/VFW/FOURCC track) from
+    a path, a file or a pipe; see the module docstring for the limits and the truncation behaviour."""
+
+    def __init__(self, path_or_file, *, fourcc: bytes | None = b"GVC1", max_block_bytes: int = MAX_BLOCK_BYTES):
         self._own = isinstance(path_or_file, (str, bytes, os.PathLike))
         if self._own:
             try:
@@ -357,104 +546,103 @@ class MatroskaReader:
             except OSError as exc:
                 raise BitstreamError(f"cannot open Matroska file {os.fsdecode(path_or_file)}: "
                                      f"{exc.strerror}") from None
-        elif _is_seekable(path_or_file):
+        else:
             self._f = path_or_file
-        else:  # a pipe: PyAV and the EBML parser both need random access
-            self._f = io.BytesIO(path_or_file.read())
-        self._av = None
+        self.max_block_bytes = max_block_bytes
+        self.warnings: list[str] = []
+        self._read_blocks = False
         try:
-            self._base = self._f.tell()
-            self._size = self._f.seek(0, os.SEEK_END) - self._base
+            self._in = _Input(self._f, _is_seekable(self._f))
             self._parse(fourcc)
-            self._open_av()
+        except _Truncated:
+            self.close()
+            raise BitstreamError("truncated Matroska file: it ends inside the header elements") from None
         except BaseException:
             self.close()
             raise
 
-    # -- EBML
-    def _read_at(self, pos: int, n: int) -> bytes:
-        self._f.seek(self._base + pos)
-        return self._f.read(n)
+    # -- header elements
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
 
-    def _header_at(self, pos: int, end: int) -> tuple[int, int | None, int]:
-        buf = self._read_at(pos, min(12, end - pos))
-        return ebml.read_header(buf, 0, len(buf), base=pos)
-
-    def _load(self, pos: int, size: int, end: int, what: str) -> bytes:
-        if size > _MAX_METADATA_SIZE:
-            raise BitstreamError(f"invalid Matroska: {what} element declares {size} bytes (limit "
-                                 f"{_MAX_METADATA_SIZE})")
-        if pos + size > end:
-            raise BitstreamError(f"truncated Matroska file: {what} element needs {size} bytes, "
-                                 f"{end - pos} left")
-        data = self._read_at(pos, size)
-        if len(data) != size:
-            raise BitstreamError(f"truncated Matroska file: short read in {what}")
-        return data
+    def _load(self, el_id: int, size: int | None, what_end: int | None) -> bytes | None:
+        """The payload of the header element at the current position (its header already consumed);
+        None (and skipped, with a warning) for an optional element over its cap."""
+        name = _NAMES.get(el_id, f"0x{el_id:X}")
+        if size is None:
+            raise BitstreamError(f"invalid Matroska: unknown-size {name} element")
+        if size > METADATA_CAPS[el_id]:
+            if el_id in _OPTIONAL:
+                self._warn(f"Matroska {name} element of {size} bytes skipped (limit {METADATA_CAPS[el_id]})")
+                self._in.skip(size)
+                return None
+            raise BitstreamError(f"invalid Matroska: {name} element of {size} bytes is over the limit of "
+                                 f"{METADATA_CAPS[el_id]}")
+        if what_end is not None and self._in.pos + size > what_end:
+            raise BitstreamError(f"invalid Matroska: {name} element runs past the end of its parent")
+        return self._in.read(size)
 
     def _parse(self, want_fourcc: bytes | None) -> None:
-        size = self._size
-        if size < 4 or self._read_at(0, 4) != encode_id(EBML):
+        inp = self._in
+        if inp._fill(4) < 4 or inp.buf[inp.off:inp.off + 4] != encode_id(EBML):
             raise BitstreamError("not a Matroska file: no EBML header")
-        el_id, hsize, hlen = self._header_at(0, size)
-        if hsize is None or hsize > _MAX_HEADER_SIZE:
+        el_id, hsize, hlen = inp.header(None)
+        if hsize is None or hsize > METADATA_CAPS[EBML]:
             raise BitstreamError(f"invalid Matroska: EBML header size {hsize!r} is out of bounds")
-        head = self._load(hlen, hsize, size, "EBML header")
-        doctype = None
+        inp.skip(hlen)
+        head = self._load(EBML, hsize, None)
+        doctype = "matroska"  # the default DocType
         for cid, a, b in ebml.iter_children(head, 0, len(head), "EBML header"):
             if cid == DOC_TYPE:
                 doctype = ebml.parse_string(head[a:b], "DocType")
         if doctype not in ("matroska", "webm"):
             raise BitstreamError(f"not a Matroska file: EBML DocType is {doctype!r}")
 
-        pos = hlen + hsize
-        while True:  # skip Void/CRC between the EBML header and the Segment
-            el_id, seg_size, seg_hlen = self._header_at(pos, size)
+        for _ in range(MAX_IDLE_ELEMENTS):  # skip Void/CRC between the EBML header and the Segment
+            el_id, seg_size, seg_hlen = inp.header(None)
+            inp.skip(seg_hlen)
             if el_id == SEGMENT:
                 break
             if el_id not in (VOID, CRC32) or seg_size is None:
                 raise BitstreamError(f"invalid Matroska: expected a Segment, found element 0x{el_id:X}")
-            pos += seg_hlen + seg_size
-        seg_start = pos + seg_hlen
-        if seg_size is None:
-            seg_end = size
+            inp.skip(seg_size)
         else:
-            seg_end = seg_start + seg_size
-            if seg_end > size:
-                raise BitstreamError(f"truncated Matroska file: Segment declares {seg_size} bytes, "
-                                     f"only {size - seg_start} present")
-        self._seg_start, self._seg_end = seg_start, seg_end
+            raise BitstreamError(f"invalid Matroska: more than {MAX_IDLE_ELEMENTS} elements before the Segment")
+        self._seg_start = inp.pos
+        self._seg_end = None if seg_size is None else inp.pos + seg_size
+        if inp.size is not None and self._seg_end is not None and self._seg_end > inp.size:
+            self._warn(f"truncated Matroska file: Segment declares {seg_size} bytes, "
+                       f"{inp.size - self._seg_start} present")
 
         found: dict[int, bytes] = {}
         seek_targets: dict[int, int] = {}
-        pos = seg_start
-        while pos < seg_end:
-            el_id, el_size, el_hlen = self._header_at(pos, seg_end)
-            data_start = pos + el_hlen
+        for _ in range(MAX_IDLE_ELEMENTS):
+            if self._seg_end is not None and inp.pos >= self._seg_end or inp.at_end():
+                break
+            el_id, el_size, el_hlen = inp.header(self._seg_end)
             if el_id == CLUSTER:
-                pos = self._skip_cluster(data_start, el_size, seg_end)
-                continue
-            if el_size is None:
-                raise BitstreamError(f"invalid Matroska: unknown-size element 0x{el_id:X} at byte {pos}")
-            if data_start + el_size > seg_end:
-                raise BitstreamError(f"truncated Matroska file: element 0x{el_id:X} at byte {pos} declares "
-                                     f"{el_size} bytes, only {seg_end - data_start} present")
-            if el_id in (SEEK_HEAD, INFO, TRACKS, TAGS, ATTACHMENTS) and el_id not in found:
-                found[el_id] = self._load(data_start, el_size, seg_end, _NAMES[el_id])
-                if el_id == SEEK_HEAD:
-                    seek_targets.update(self._parse_seek_head(found[el_id]))
-            pos = data_start + el_size
-        # Elements only reachable through the SeekHead (e.g. Tags written after the clusters).
-        for el_id, rel in seek_targets.items():
-            if el_id in found or el_id not in (INFO, TRACKS, TAGS, ATTACHMENTS):
-                continue
-            p = seg_start + rel
-            if p >= seg_end:
-                raise BitstreamError(f"truncated Matroska file: SeekHead points past the end ({_NAMES[el_id]})")
-            got_id, el_size, el_hlen = self._header_at(p, seg_end)
-            if got_id != el_id or el_size is None:
-                raise BitstreamError(f"invalid Matroska: SeekHead entry for {_NAMES[el_id]} points elsewhere")
-            found[el_id] = self._load(p + el_hlen, el_size, seg_end, _NAMES[el_id])
+                break
+            inp.skip(el_hlen)
+            if el_id in _HEADER_ELEMENTS and el_id not in found:
+                data = self._load(el_id, el_size, self._seg_end)
+                if data is not None:
+                    found[el_id] = data
+                    if el_id == SEEK_HEAD:
+                        seek_targets.update(self._parse_seek_head(data))
+            elif el_size is None:
+                raise BitstreamError(f"invalid Matroska: unknown-size element 0x{el_id:X} in the Segment")
+            else:
+                inp.skip(el_size)
+        else:
+            raise BitstreamError(f"invalid Matroska: more than {MAX_IDLE_ELEMENTS} elements before the first Cluster")
+        self._first_cluster = inp.pos  # where the blocks start (or the data ends)
+        if inp.seekable:  # header elements only the SeekHead points to (FFmpeg writes Tags after the clusters)
+            for el_id, rel in seek_targets.items():
+                if el_id in _HEADER_ELEMENTS and el_id != SEEK_HEAD and el_id not in found:
+                    data = self._load_at(el_id, self._seg_start + rel)
+                    if data is not None:
+                        found[el_id] = data
+            inp.seek(self._first_cluster)
 
         if TRACKS not in found:
             raise BitstreamError("invalid Matroska: no Tracks element")
@@ -462,33 +650,23 @@ class MatroskaReader:
         self._parse_tracks(found[TRACKS], want_fourcc)
         self._parse_tags(found.get(TAGS, b""))
         self._parse_attachments(found.get(ATTACHMENTS, b""))
-        if self._duration_ms is not None:
-            self.duration_frames = _time_to_frame(
-                Fraction(self._duration_ms) * Fraction(self._timestamp_scale, 10**9), self.fps)
-        else:
-            self.duration_frames = None
 
-    def _skip_cluster(self, data_start: int, el_size: int | None, seg_end: int) -> int:
-        """Return the position after a Cluster, checking that each child fits in the file."""
-        if el_size is not None:
-            end = data_start + el_size
-            if end > seg_end:
-                raise BitstreamError(f"truncated Matroska file: Cluster at byte {data_start} declares "
-                                     f"{el_size} bytes, only {seg_end - data_start} present")
-        else:
-            end = seg_end
-        pos = data_start
-        while pos < end:
-            el_id, size, hlen = self._header_at(pos, end)
-            if el_size is None and el_id in _TOP_LEVEL and el_id not in (VOID, CRC32):
-                return pos  # an unknown-size cluster ends where the next top-level element starts
-            if size is None:
-                raise BitstreamError(f"invalid Matroska: unknown-size element 0x{el_id:X} in a Cluster")
-            if pos + hlen + size > end:
-                raise BitstreamError(f"truncated Matroska file: block element at byte {pos} declares "
-                                     f"{size} bytes, only {end - pos - hlen} present")
-            pos += hlen + size
-        return end
+    def _load_at(self, el_id: int, pos: int) -> bytes | None:
+        name = _NAMES[el_id]
+        if pos >= self._in.size:
+            self._warn(f"Matroska SeekHead entry for {name} points past the end of the file: ignored")
+            return None
+        self._in.seek(pos)
+        try:
+            got_id, size, hlen = self._in.header(None)
+            if got_id != el_id:
+                self._warn(f"Matroska SeekHead entry for {name} points elsewhere: ignored")
+                return None
+            self._in.skip(hlen)
+            return self._load(el_id, size, None)
+        except _Truncated:
+            self._warn(f"truncated Matroska file: {name} element after the clusters is cut: ignored")
+            return None
 
     @staticmethod
     def _parse_seek_head(data: bytes) -> dict[int, int]:
@@ -508,74 +686,65 @@ class MatroskaReader:
 
     def _parse_info(self, data: bytes) -> None:
         self._timestamp_scale = TIMESTAMP_SCALE_NS
-        self._duration_ms: float | None = None
+        self._duration: float | None = None  # in TimestampScale units
         self.title: str | None = None
         self.writing_app: str | None = None
+        self.muxing_app: str | None = None
         for cid, a, b in ebml.iter_children(data, 0, len(data), "Info"):
             if cid == TIMESTAMP_SCALE:
                 self._timestamp_scale = ebml.parse_uint(data[a:b], "TimestampScale")
             elif cid == DURATION:
-                self._duration_ms = ebml.parse_float(data[a:b], "Duration")
+                self._duration = ebml.parse_float(data[a:b], "Duration")
             elif cid == TITLE:
                 self.title = ebml.parse_string(data[a:b], "Title")
             elif cid == WRITING_APP:
                 self.writing_app = ebml.parse_string(data[a:b], "WritingApp")
-        if self._timestamp_scale == 0:
-            raise BitstreamError("invalid Matroska: TimestampScale is 0")
-        if self._duration_ms is not None and not (math.isfinite(self._duration_ms) and self._duration_ms >= 0):
-            self._duration_ms = None
+            elif cid == MUXING_APP:
+                self.muxing_app = ebml.parse_string(data[a:b], "MuxingApp")
+        if not 0 < self._timestamp_scale <= 10**9:
+            raise BitstreamError(f"invalid Matroska: TimestampScale {self._timestamp_scale} outside 1..1e9 ns")
+        if self._duration is not None and not (math.isfinite(self._duration) and 0 <= self._duration < 2**63):
+            self._warn(f"Matroska Duration {self._duration} ignored")
+            self._duration = None
 
     def _parse_tracks(self, data: bytes, want_fourcc: bytes | None) -> None:
         seen = []
-        video_index = -1  # PyAV stream.id is not the track number: match by order among video tracks
+        self.tracks: dict[int, MkvTrack] = {}  # every track but the GVC one, by number
+        self.track_number = None
+        gvc = None
         for cid, a, b in ebml.iter_children(data, 0, len(data), "Tracks"):
             if cid != TRACK_ENTRY:
                 continue
-            t = {"number": None, "type": None, "codec": None, "private": b"", "default_duration": None,
-                 "width": None, "height": None}
-            for eid, c, d in ebml.iter_children(data, a, b, "TrackEntry"):
-                v = data[c:d]
-                if eid == TRACK_NUMBER:
-                    t["number"] = ebml.parse_uint(v, "TrackNumber")
-                elif eid == TRACK_TYPE:
-                    t["type"] = ebml.parse_uint(v, "TrackType")
-                elif eid == CODEC_ID:
-                    t["codec"] = ebml.parse_string(v, "CodecID")
-                elif eid == CODEC_PRIVATE:
-                    t["private"] = bytes(v)
-                elif eid == DEFAULT_DURATION:
-                    t["default_duration"] = ebml.parse_uint(v, "DefaultDuration")
-                elif eid == VIDEO:
-                    for vid, e, f in ebml.iter_children(data, c, d, "Video"):
-                        if vid == PIXEL_WIDTH:
-                            t["width"] = ebml.parse_uint(data[e:f], "PixelWidth")
-                        elif vid == PIXEL_HEIGHT:
-                            t["height"] = ebml.parse_uint(data[e:f], "PixelHeight")
-            if t["type"] == 1:
-                video_index += 1
-            if t["type"] != 1 or t["codec"] != CODEC_ID_VFW or len(t["private"]) < 40:
-                seen.append(t["codec"])
-                continue
-            fourcc = t["private"][16:20]
-            if want_fourcc is not None and fourcc != want_fourcc:
-                seen.append(f"{t['codec']}:{fourcc!r}")
-                continue
-            if t["number"] is None:
-                raise BitstreamError("invalid Matroska: video track without TrackNumber")
-            bi_size, bi_w, bi_h, *_ = BITMAPINFOHEADER.unpack(t["private"][:40])
-            self.track_number = t["number"]
-            self._video_index = video_index
-            self.fourcc = fourcc
-            # GVC writes biSize=40; FFmpeg's remuxer writes biSize=40+len(extradata) and pads odd-sized
-            # extradata with one zero byte, so biSize (when it covers more than the header) is the end.
-            end = bi_size if 40 < bi_size <= len(t["private"]) else len(t["private"])
-            self.codec_private = t["private"][40:end]
-            self.width = t["width"] if t["width"] is not None else abs(bi_w)
-            self.height = t["height"] if t["height"] is not None else abs(bi_h)
-            self._default_duration = t["default_duration"]
-            return
-        what = (want_fourcc or b"V_MS/VFW/FOURCC").decode("latin-1")
-        raise BitstreamError(f"no {what} video track in the Matroska file (tracks: {seen or 'none'})")
+            t = _parse_track_entry(data, a, b)
+            if t.number is None or t.number in self.tracks or t.number == self.track_number:
+                raise BitstreamError(f"invalid Matroska: track without a TrackNumber or numbered twice ({t.number})")
+            if len(self.tracks) >= MAX_TRACKS:
+                raise BitstreamError(f"invalid Matroska: more than {MAX_TRACKS} tracks")
+            is_gvc = (gvc is None and t.type == TRACK_TYPE_VIDEO and t.codec_id == CODEC_ID_VFW
+                      and len(t.codec_private) >= 40
+                      and (want_fourcc is None or t.codec_private[16:20] == want_fourcc))
+            if is_gvc:
+                gvc, self.track_number = t, t.number
+            else:
+                seen.append(t.codec_id if t.codec_id != CODEC_ID_VFW or len(t.codec_private) < 40
+                            else f"{t.codec_id}:{t.codec_private[16:20]!r}")
+                self.tracks[t.number] = t
+        if gvc is None:
+            what = (want_fourcc or b"V_MS/VFW/FOURCC").decode("latin-1")
+            raise BitstreamError(f"no {what} video track in the Matroska file (tracks: {seen or 'none'})")
+        private = gvc.codec_private
+        bi_size, bi_w, bi_h, *_ = BITMAPINFOHEADER.unpack(private[:40])
+        self.fourcc = private[16:20]
+        # GVC writes biSize=40; FFmpeg's remuxer writes biSize=40+len(extradata) and pads odd-sized
+        # extradata with one zero byte, so biSize (when it covers more than the header) is the end.
+        end = bi_size if 40 < bi_size <= len(private) else len(private)
+        self.codec_private = private[40:end]
+        if len(self.codec_private) > MAX_CODEC_PRIVATE:
+            raise BitstreamError(f"invalid Matroska: CodecPrivate of {len(self.codec_private)} bytes is over "
+                                 f"the limit of {MAX_CODEC_PRIVATE}")
+        self.width = gvc.width if gvc.width is not None else abs(bi_w)
+        self.height = gvc.height if gvc.height is not None else abs(bi_h)
+        self._default_duration = gvc.default_duration
 
     def _parse_tags(self, data: bytes) -> None:
         self.tags: dict[str, str] = {}
@@ -608,16 +777,17 @@ class MatroskaReader:
                     self.tags.setdefault(name, value)
         self.fps = None
         if fps_tag is not None:
-            try:
-                fps = Fraction(fps_tag)
-                if fps > 0:
-                    self.fps = fps
-            except (ValueError, ZeroDivisionError):
-                pass
+            self.fps = parse_frame_rate(fps_tag)
+            if self.fps is None:
+                self._warn(f"Matroska tag {FRAME_RATE_TAG}={fps_tag[:40]!r} is not a frame rate p/q in (0, 1000) "
+                           f"with at most 9 digits per number: ignored")
         if self.fps is None:
             if not self._default_duration:
                 raise BitstreamError("invalid Matroska: the video track has no DefaultDuration (frame rate)")
-            self.fps = Fraction(10**9, self._default_duration).limit_denominator(1001)
+            self.fps = _rate_from_default_duration(self._default_duration)
+            if not 0 < self.fps < 1000:
+                raise BitstreamError(f"invalid Matroska: DefaultDuration {self._default_duration} ns gives a "
+                                     f"frame rate outside (0, 1000) fps")
 
     def _parse_attachments(self, data: bytes) -> None:
         self.attachments: dict[str, bytes] = {}
@@ -637,48 +807,131 @@ class MatroskaReader:
                 self.attachments.setdefault(name, payload)
                 self.attachment_types.setdefault(name, mime or "")
 
-    # -- PyAV
-    def _open_av(self):
-        import av
+    @property
+    def duration_frames(self) -> int | None:
+        """The Info Duration in frames (None in a live file, which has none)."""
+        if self._duration is None:
+            return None
+        return _time_to_frame(Fraction(self._duration) * Fraction(self._timestamp_scale, 10**9), self.fps)
 
-        self._f.seek(self._base)
-        try:
-            container = av.open(self._f, "r", format="matroska")
-        except (av.FFmpegError, OSError, ValueError) as exc:
-            raise BitstreamError(f"PyAV cannot open the Matroska file: {exc}") from None
-        videos = list(container.streams.video)
-        stream = videos[self._video_index] if self._video_index < len(videos) else None
-        if stream is None:
-            container.close()
-            raise BitstreamError(f"PyAV found no stream for Matroska track {self.track_number}")
-        self._av, self._av_stream, self._av_fresh = container, stream, True
+    # -- blocks
+    def blocks(self) -> Iterator[MkvBlock]:
+        """Every block of every known track, in file order. A truncated file yields every complete block,
+        then raises BitstreamError("truncated Matroska file: ..."). A pipe can be walked once."""
+        if self._read_blocks and not self._in.seekable:
+            raise BitstreamError("the Matroska blocks of a pipe can be read only once")
+        self._read_blocks = True
+        inp, seg_end = self._in, self._seg_end
+        if inp.seekable:
+            inp.seek(self._first_cluster)
+        self._idle = 0
+        while seg_end is None or inp.pos < seg_end:
+            if inp.at_end():
+                if seg_end is not None:
+                    raise BitstreamError(f"truncated Matroska file: the Segment ends at byte {inp.pos}, "
+                                         f"{seg_end - inp.pos} bytes before its declared end")
+                return  # a live file (unknown-size Segment) ends where the data ends
+            start = inp.pos
+            try:
+                self._tick(start)
+                el_id, size, hlen = inp.header(seg_end)
+                inp.skip(hlen)
+                if el_id != CLUSTER:
+                    if size is None:
+                        raise BitstreamError(f"invalid Matroska: unknown-size element 0x{el_id:X} at byte {start}")
+                    inp.skip(size)
+                    continue
+                end = None if size is None else inp.pos + size
+                if end is not None and seg_end is not None and end > seg_end:
+                    raise BitstreamError(f"invalid Matroska: Cluster at byte {start} runs past the Segment")
+                yield from self._cluster_blocks(end, seg_end)
+            except _Truncated:
+                raise BitstreamError(f"truncated Matroska file: it ends inside the element at byte {inp.pos} "
+                                     f"(Cluster at byte {start})") from None
+
+    def _tick(self, pos: int) -> None:
+        """Count one element that is not a block of a known track; refuse a file of endless filler."""
+        self._idle += 1
+        if self._idle > MAX_IDLE_ELEMENTS:
+            raise BitstreamError(f"invalid Matroska: more than {MAX_IDLE_ELEMENTS} elements in a row without "
+                                 f"a block (at byte {pos})")
+
+    def _cluster_blocks(self, end: int | None, seg_end: int | None) -> Iterator[MkvBlock]:
+        inp = self._in
+        limit = end if end is not None else seg_end
+        cluster_ts = 0
+        while limit is None or inp.pos < limit:
+            if end is None and inp.at_end():
+                return
+            pos = inp.pos
+            el_id, size, hlen = inp.header(limit)
+            if end is None and (el_id in _TOP_LEVEL or el_id == EBML):
+                return  # an unknown-size cluster ends where the next top-level element starts
+            self._tick(pos)
+            if size is None:
+                raise BitstreamError(f"invalid Matroska: unknown-size element 0x{el_id:X} in a Cluster")
+            if limit is not None and pos + hlen + size > limit:
+                raise BitstreamError(f"invalid Matroska: element 0x{el_id:X} at byte {pos} runs past its Cluster")
+            if el_id in (SIMPLE_BLOCK, BLOCK_GROUP) and size > self.max_block_bytes:
+                raise BitstreamError(f"invalid Matroska: {_NAMES[el_id]} of {size} bytes at byte {pos} is over "
+                                     f"the limit of {self.max_block_bytes}")
+            inp.skip(hlen)
+            block = None
+            if el_id == TIMESTAMP:
+                cluster_ts = ebml.parse_uint(inp.read(size), "Cluster Timestamp")
+            elif el_id == SIMPLE_BLOCK:
+                block = self._block(inp.read(size), cluster_ts, None, None, pos)
+            elif el_id == BLOCK_GROUP:
+                block = self._block_group(inp.read(size), cluster_ts, pos)
+            else:
+                inp.skip(size)
+            if block is not None:
+                self._idle = 0
+                yield block
+
+    def _block_group(self, data: bytes, cluster_ts: int, pos: int) -> MkvBlock | None:
+        body, duration, keyframe = None, None, True
+        for i, (cid, a, b) in enumerate(ebml.iter_children(data, 0, len(data), "BlockGroup")):
+            if i == _MAX_GROUP_CHILDREN:
+                raise BitstreamError(f"invalid Matroska: BlockGroup at byte {pos} has over {i} elements")
+            if cid == BLOCK:
+                body = data[a:b]
+            elif cid == BLOCK_DURATION:
+                duration = ebml.parse_uint(data[a:b], "BlockDuration")
+            elif cid == REFERENCE_BLOCK:
+                keyframe = False
+        if body is None:
+            raise BitstreamError(f"invalid Matroska: BlockGroup at byte {pos} without a Block")
+        return self._block(body, cluster_ts, keyframe, duration, pos)
+
+    def _block(self, body: bytes, cluster_ts: int, keyframe: bool | None, duration: int | None,
+               pos: int) -> MkvBlock | None:
+        """A block of a known track (None for another); ``keyframe`` None: a SimpleBlock, flagged inside."""
+        track, n, _ = ebml.read_vint(body, 0, len(body), "block track number", base=pos)
+        if len(body) < n + 3:
+            raise BitstreamError(f"invalid Matroska: block at byte {pos} shorter than its header")
+        rel, flags = struct.unpack_from(">hB", body, n)
+        entry = self.tracks.get(track)
+        if track != self.track_number and entry is None:
+            return None  # a block of an undeclared track: skipped (counts against the idle budget)
+        if flags & 0x06:
+            raise BitstreamError(f"laced Matroska blocks are not supported (track {track}, block at byte {pos})")
+        scale = self._timestamp_scale
+        default = self._default_duration if track == self.track_number else entry.default_duration
+        duration_ns = duration * scale if duration is not None else default
+        return MkvBlock(track=track, data=body[n + 3:], time_ns=(cluster_ts + rel) * scale,
+                        duration_ns=duration_ns, keyframe=bool(flags & 0x80) if keyframe is None else keyframe)
 
     def packets(self) -> Iterator[MkvPacket]:
-        """Demux the GVC track with PyAV, in file order."""
-        import av
-
-        if self._av is None or not self._av_fresh:
-            if self._av is not None:
-                self._av.close()
-            self._open_av()
-        self._av_fresh = False
-        container, stream = self._av, self._av_stream
-        tb = Fraction(stream.time_base) if stream.time_base else Fraction(self._timestamp_scale, 10**9)
-        try:
-            for pkt in container.demux(stream):
-                if pkt.size == 0 or pkt.pts is None:
-                    continue
-                start = _time_to_frame(pkt.pts * tb, self.fps)
-                end = _time_to_frame((pkt.pts + (pkt.duration or 0)) * tb, self.fps)
-                yield MkvPacket(data=bytes(pkt), pts=start, duration=end - start,
-                                keyframe=bool(pkt.is_keyframe))
-        except av.FFmpegError as exc:
-            raise BitstreamError(f"PyAV failed to demux the Matroska file: {exc}") from None
+        """The GVC track's blocks, in file order, timed in frames."""
+        for b in self.blocks():
+            if b.track != self.track_number:
+                continue
+            start = _time_to_frame(Fraction(b.time_ns, 10**9), self.fps)
+            end = _time_to_frame(Fraction(b.time_ns + (b.duration_ns or 0), 10**9), self.fps)
+            yield MkvPacket(data=b.data, pts=start, duration=end - start, keyframe=b.keyframe)
 
     def close(self) -> None:
-        if self._av is not None:
-            self._av.close()
-            self._av = None
         if self._own:
             self._f.close()
 
@@ -689,5 +942,40 @@ class MatroskaReader:
         self.close()
 
 
-_NAMES = {SEEK_HEAD: "SeekHead", INFO: "Info", TRACKS: "Tracks", TAGS: "Tags", ATTACHMENTS: "Attachments",
-          CUES: "Cues", CLUSTER: "Cluster"}
+def _parse_track_entry(data: bytes, a: int, b: int) -> MkvTrack:
+    t = MkvTrack(type=0, codec_id="", number=None)
+    for eid, c, d in ebml.iter_children(data, a, b, "TrackEntry"):
+        v = data[c:d]
+        if eid == TRACK_NUMBER:
+            t.number = ebml.parse_uint(v, "TrackNumber")
+        elif eid == TRACK_TYPE:
+            t.type = ebml.parse_uint(v, "TrackType")
+        elif eid == CODEC_ID:
+            t.codec_id = ebml.parse_string(v, "CodecID")
+        elif eid == CODEC_PRIVATE:
+            t.codec_private = bytes(v)
+        elif eid == DEFAULT_DURATION:
+            t.default_duration = ebml.parse_uint(v, "DefaultDuration") or None
+        elif eid == LANGUAGE:
+            t.language = ebml.parse_string(v, "Language")
+        elif eid == TRACK_NAME:
+            t.name = ebml.parse_string(v, "Name")
+        elif eid == CODEC_DELAY:
+            t.codec_delay = ebml.parse_uint(v, "CodecDelay")
+        elif eid == SEEK_PRE_ROLL:
+            t.seek_pre_roll = ebml.parse_uint(v, "SeekPreRoll")
+        elif eid == VIDEO:
+            for vid, e, f in ebml.iter_children(data, c, d, "Video"):
+                if vid == PIXEL_WIDTH:
+                    t.width = ebml.parse_uint(data[e:f], "PixelWidth")
+                elif vid == PIXEL_HEIGHT:
+                    t.height = ebml.parse_uint(data[e:f], "PixelHeight")
+        elif eid == AUDIO:
+            for aid, e, f in ebml.iter_children(data, c, d, "Audio"):
+                if aid == SAMPLING_FREQUENCY:
+                    t.sampling_frequency = ebml.parse_float(data[e:f], "SamplingFrequency")
+                elif aid == CHANNELS:
+                    t.channels = ebml.parse_uint(data[e:f], "Channels")
+                elif aid == BIT_DEPTH:
+                    t.bit_depth = ebml.parse_uint(data[e:f], "BitDepth")
+    return t

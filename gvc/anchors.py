@@ -3,16 +3,10 @@
 Anchors are single RGB frames coded with an image codec that PyAV's bundled FFmpeg can both encode and decode
 in-process, so that a GVC stream is self-contained and decodes with PyAV alone.
 
-Payload layout (``encode_anchor`` returns ``(codec_id, payload)``; the id is stored by the container)::
-
-    byte 0      flags: bits 0-3 colour transform (0: BT.601 full-range YCbCr, 1: none/RGB),
-                       bit 4 header stripped (webp: RIFF header, av1: temporal delimiter), bits 5-7 reserved (0)
-    bytes 1-2   CRC-16/CCITT (binascii.crc_hqx, init 0), big-endian, over byte 0 and bytes 3..end
-    varint      pad_w: columns to crop on the right of the decoded picture
-    varint      pad_h: rows to crop at the bottom
-    rest        the codec's elementary stream for one intra picture
-
-The picture size itself comes from the codec's own headers.  Odd sizes (4:2:0 needs even ones) and pictures
+``encode_anchor`` returns ``(codec_id, payload)``: the payload is the anchor payload of docs/bitstream.md
+§Anchor payload (``container.bitstream.AnchorPictureSyntax``: colour transform, header-stripped flag, right and
+bottom crop, then the codec's elementary stream for one intra picture); the GOP unit stores the id and the role.
+The unit's CRC-32 covers it. The picture size itself comes from the codec's own headers.  Odd sizes (4:2:0 needs even ones) and pictures
 below a codec's minimum size are padded by edge replication and cropped back on decode.
 
 Colour conversion is ours, not swscale's: the decoder side (YCbCr -> RGB, bilinear chroma upsampling) is pure
@@ -22,7 +16,6 @@ so the same payload gives the same pixels on every platform.
 
 from __future__ import annotations
 
-import binascii
 import math
 import os
 import struct
@@ -32,6 +25,7 @@ from typing import Callable
 
 import numpy as np
 
+from container import bitstream as bs
 from gvc.errors import BitstreamError, ParameterError
 
 # SVT-AV1 logs its banner to stderr unless told otherwise; 1 = errors only.  Respect an explicit setting.
@@ -39,14 +33,8 @@ os.environ.setdefault("SVT_LOG", "1")
 
 import av  # noqa: E402  (after SVT_LOG)
 
-ANCHOR_CODECS: dict[int, str] = {
-    1: "av1-intra",
-    2: "hevc-intra",
-    3: "webp",
-    4: "png",
-    5: "jpeg",
-}
-_NAME_TO_ID = {v: k for k, v in ANCHOR_CODECS.items()}
+ANCHOR_CODECS: dict[int, str] = {v: k for k, v in bs.ANCHOR_CODECS.items()}  # id -> name (ids: the spec's)
+_NAME_TO_ID = bs.ANCHOR_CODECS
 
 #: Winner of ``python -m tools.anchor_codecs`` (best RGB PSNR at equal bytes on the real clips).
 DEFAULT_ANCHOR_CODEC: int = 1
@@ -54,10 +42,8 @@ DEFAULT_QUALITY: float = 50.0
 #: Decoded pictures larger than this many pixels are refused (guards allocations on hostile payloads).
 MAX_ANCHOR_PIXELS: int = 1 << 26
 
-_CT_YCBCR601 = 0
-_CT_RGB = 1
-_FLAG_STRIPPED = 0x10
-_MAX_PAD = 64
+_CT_YCBCR601 = "ycbcr601"
+_CT_RGB = "rgb"
 _AV1_TD = b"\x12\x00"
 
 
@@ -217,8 +203,8 @@ class _Codec:
     min_size: int  # smallest width/height the encoder accepts
     even: bool  # needs even sizes (4:2:0)
     levels: int  # number of quality levels on the native grid (index 0 = worst)
-    encode: Callable[[np.ndarray, int], tuple[int, bytes]]  # (padded rgb, level) -> (flags, stream)
-    decode: Callable[[int, bytes, int], np.ndarray]  # (flags, stream, max_pixels) -> padded rgb
+    encode: Callable[[np.ndarray, int], tuple[str, bool, bytes]]  # (padded rgb, level) -> (transform, stripped, stream)
+    decode: Callable[[bool, bytes, int], np.ndarray]  # (header stripped, stream, max_pixels) -> padded rgb
 
 
 # --- AV1 intra (SVT-AV1 encoder, dav1d decoder).  CRF 70 .. 1 in quarter steps (SVT-AV1 >= 3 "extended CRF").
@@ -229,21 +215,20 @@ AV1_PRESET = 4
 AV1_PARAMS = "avif=1:tune=1"
 
 
-def _av1_encode(rgb: np.ndarray, level: int) -> tuple[int, bytes]:
+def _av1_encode(rgb: np.ndarray, level: int) -> tuple[str, bool, bytes]:
     crf = _AV1_CRF_MAX - level / 4.0
     bd, sub = _PIXFMT[AV1_PIX_FMT]
     frame = _frame_from_planes(_rgb_to_ycbcr(rgb, bd, sub), AV1_PIX_FMT)
     params = f"{AV1_PARAMS}:crf={crf:g}" if AV1_PARAMS else f"crf={crf:g}"
     data = _encode_frame("libsvtav1", frame, {"preset": str(AV1_PRESET), "svtav1-params": params})
-    flags = _CT_YCBCR601
-    if data.startswith(_AV1_TD):
+    stripped = data.startswith(_AV1_TD)
+    if stripped:
         data = data[len(_AV1_TD) :]
-        flags |= _FLAG_STRIPPED
-    return flags, data
+    return _CT_YCBCR601, stripped, data
 
 
-def _av1_decode(flags: int, data: bytes, max_pixels: int) -> np.ndarray:
-    if flags & _FLAG_STRIPPED:
+def _av1_decode(stripped: bool, data: bytes, max_pixels: int) -> np.ndarray:
+    if stripped:
         data = _AV1_TD + data
     return _yuv_frame_to_rgb(_decode_frame("libdav1d", data, max_pixels))
 
@@ -254,7 +239,7 @@ HEVC_PRESET = "slower"
 HEVC_PARAMS = "tune=psnr"
 
 
-def _hevc_encode(rgb: np.ndarray, level: int) -> tuple[int, bytes]:
+def _hevc_encode(rgb: np.ndarray, level: int) -> tuple[str, bool, bytes]:
     qp = 51 - level
     bd, sub = _PIXFMT[HEVC_PIX_FMT]
     frame = _frame_from_planes(_rgb_to_ycbcr(rgb, bd, sub), HEVC_PIX_FMT)
@@ -262,10 +247,10 @@ def _hevc_encode(rgb: np.ndarray, level: int) -> tuple[int, bytes]:
     if HEVC_PARAMS:
         params += ":" + HEVC_PARAMS
     data = _encode_frame("libx265", frame, {"preset": HEVC_PRESET, "x265-params": params})
-    return _CT_YCBCR601, data
+    return _CT_YCBCR601, False, data
 
 
-def _hevc_decode(flags: int, data: bytes, max_pixels: int) -> np.ndarray:
+def _hevc_decode(stripped: bool, data: bytes, max_pixels: int) -> np.ndarray:
     return _yuv_frame_to_rgb(_decode_frame("hevc", data, max_pixels))
 
 
@@ -273,22 +258,22 @@ def _hevc_decode(flags: int, data: bytes, max_pixels: int) -> np.ndarray:
 WEBP_METHOD = 6
 
 
-def _webp_encode(rgb: np.ndarray, level: int) -> tuple[int, bytes]:
+def _webp_encode(rgb: np.ndarray, level: int) -> tuple[str, bool, bytes]:
     q = level / 2.0
     frame = _frame_from_planes(_rgb_to_ycbcr(rgb, 8, True), "yuv420p")
     data = _encode_frame("libwebp", frame, {"quality": f"{q:g}", "compression_level": str(WEBP_METHOD)})
-    flags = _CT_YCBCR601
+    stripped = False
     # simple lossy file: RIFF <size> WEBP 'VP8 ' <size> <vp8 frame> [pad]; keep only the VP8 frame
     if len(data) >= 20 and data[:4] == b"RIFF" and data[8:16] == b"WEBPVP8 ":
         (n,) = struct.unpack_from("<I", data, 16)
         if 20 + n <= len(data):
             data = data[20 : 20 + n]
-            flags |= _FLAG_STRIPPED
-    return flags, data
+            stripped = True
+    return _CT_YCBCR601, stripped, data
 
 
-def _webp_decode(flags: int, data: bytes, max_pixels: int) -> np.ndarray:
-    if flags & _FLAG_STRIPPED:
+def _webp_decode(stripped: bool, data: bytes, max_pixels: int) -> np.ndarray:
+    if stripped:
         n = len(data)
         chunk = b"VP8 " + struct.pack("<I", n) + data + (b"\x00" if n & 1 else b"")
         data = b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
@@ -298,13 +283,13 @@ def _webp_decode(flags: int, data: bytes, max_pixels: int) -> np.ndarray:
 # --- PNG (lossless RGB)
 
 
-def _png_encode(rgb: np.ndarray, level: int) -> tuple[int, bytes]:
+def _png_encode(rgb: np.ndarray, level: int) -> tuple[str, bool, bytes]:
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
     data = _encode_frame("png", frame, {"compression_level": "9", "pred": "mixed"})
-    return _CT_RGB, data
+    return _CT_RGB, False, data
 
 
-def _png_decode(flags: int, data: bytes, max_pixels: int) -> np.ndarray:
+def _png_decode(stripped: bool, data: bytes, max_pixels: int) -> np.ndarray:
     frame = _decode_frame("png", data, max_pixels)
     if frame.format.name != "rgb24":
         raise BitstreamError(f"anchor png decoded to {frame.format.name}, expected rgb24")
@@ -317,16 +302,16 @@ def _png_decode(flags: int, data: bytes, max_pixels: int) -> np.ndarray:
 JPEG_PIX_FMT = "yuvj420p"
 
 
-def _jpeg_encode(rgb: np.ndarray, level: int) -> tuple[int, bytes]:
+def _jpeg_encode(rgb: np.ndarray, level: int) -> tuple[str, bool, bytes]:
     bd, sub = _PIXFMT[JPEG_PIX_FMT]
     frame = _frame_from_planes(_rgb_to_ycbcr(rgb, bd, sub), JPEG_PIX_FMT)
     qs = str(31 - level)
     opts = {"huffman": "optimal", "flags": "+bitexact", "qmin": qs, "qmax": qs, "strict": "-1"}
     data = _encode_frame("mjpeg", frame, opts)
-    return _CT_YCBCR601, data
+    return _CT_YCBCR601, False, data
 
 
-def _jpeg_decode(flags: int, data: bytes, max_pixels: int) -> np.ndarray:
+def _jpeg_decode(stripped: bool, data: bytes, max_pixels: int) -> np.ndarray:
     return _yuv_frame_to_rgb(_decode_frame("mjpeg", data, max_pixels))
 
 
@@ -347,29 +332,6 @@ _CODECS: dict[int, _Codec] = {
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    n = shift = 0
-    for i in range(pos, min(len(buf), pos + 2)):
-        b = buf[i]
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return n, i + 1
-    raise BitstreamError("anchor payload header truncated or malformed")
 
 
 def _codec_id(codec: int | str) -> int:
@@ -393,10 +355,10 @@ def _pad(rgb: np.ndarray, spec: _Codec) -> tuple[np.ndarray, int, int]:
     return rgb, tw - w, th - h
 
 
-def _pack(flags: int, pw: int, ph: int, data: bytes) -> bytes:
-    body = _varint(pw) + _varint(ph) + data
-    crc = binascii.crc_hqx(bytes([flags]) + body, 0)
-    return bytes([flags]) + struct.pack(">H", crc) + body
+def _payload(color_transform: str, stripped: bool, pw: int, ph: int, data: bytes) -> bytes:
+    """The anchor payload (docs/bitstream.md §Anchor payload)."""
+    flags = dict(header_stripped=stripped, color_transform=color_transform)
+    return bs.AnchorPictureSyntax.build(dict(flags=flags, pad_w=pw, pad_h=ph, data=data))
 
 
 def quality_to_level(codec: int | str, quality: float) -> int:
@@ -450,8 +412,8 @@ def fit_anchor(
 
     def payload(level: int) -> bytes:
         if level not in cache:
-            flags, data = spec.encode(padded, level)
-            cache[level] = _pack(flags, pw, ph, data)
+            transform, stripped, data = spec.encode(padded, level)
+            cache[level] = _payload(transform, stripped, pw, ph, data)
         return cache[level]
 
     if quality is None:
@@ -521,11 +483,15 @@ def encode_anchor(
     return cid, data
 
 
-def decode_anchor(codec_id: int, payload: bytes, *, max_pixels: int = MAX_ANCHOR_PIXELS) -> np.ndarray:
+def decode_anchor(codec_id: int, payload: bytes, *, max_pixels: int = MAX_ANCHOR_PIXELS,
+                  size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode an anchor payload to uint8 [H, W, 3].  Same bytes give the same pixels (integer colour path).
 
-    Damage raises BitstreamError: the payload carries a CRC-16 (CCITT) over everything but itself, and the
-    decoders run with FFmpeg's ``err_detect=explode``.
+    With ``size`` = (width, height) (the stream's picture size), a picture of any other size is refused, and the
+    image decoder is not allowed to allocate more than that size plus the largest crop.
+
+    Damage raises BitstreamError: the unit's CRC-32 covers the payload, its fields are checked as it is parsed,
+    and the decoders run with FFmpeg's ``err_detect=explode``.
     """
     if isinstance(codec_id, bool) or not isinstance(codec_id, (int, np.integer)) or int(codec_id) not in _CODECS:
         raise BitstreamError(f"unknown anchor codec id {codec_id!r}")
@@ -534,21 +500,16 @@ def decode_anchor(codec_id: int, payload: bytes, *, max_pixels: int = MAX_ANCHOR
         payload = bytes(payload)
     except TypeError:
         raise BitstreamError("anchor payload must be bytes") from None
-    if len(payload) < 6:
-        raise BitstreamError(f"anchor payload too short ({len(payload)} bytes)")
-    flags = payload[0]
-    (crc,) = struct.unpack_from(">H", payload, 1)
-    if binascii.crc_hqx(payload[:1] + payload[3:], 0) != crc:
-        raise BitstreamError(f"anchor payload ({spec.name}, {len(payload)} bytes) fails its CRC: damaged or truncated")
-    ct = flags & 0x0F
-    if flags & 0xE0 or ct not in (_CT_YCBCR601, _CT_RGB) or (ct == _CT_RGB) != (spec.name == "png"):
-        raise BitstreamError(f"anchor payload has unsupported flags 0x{flags:02x}")
-    pw, pos = _read_varint(payload, 3)
-    ph, pos = _read_varint(payload, pos)
-    if pw > _MAX_PAD or ph > _MAX_PAD:
-        raise BitstreamError(f"anchor payload crop {pw}x{ph} out of range")
-    img = spec.decode(flags, payload[pos:], max_pixels)
+    p = bs.parse_syntax(bs.AnchorPictureSyntax, payload, f"{spec.name} anchor payload")
+    if (p.flags.color_transform == _CT_RGB) != (spec.name == "png"):
+        raise BitstreamError(f"{spec.name} anchor payload has colour transform {p.flags.color_transform}")
+    pw, ph = p.pad_w, p.pad_h
+    if size is not None:
+        max_pixels = min(max_pixels, (size[0] + bs.MAX_ANCHOR_PAD) * (size[1] + bs.MAX_ANCHOR_PAD))
+    img = spec.decode(p.flags.header_stripped, bytes(p.data), max_pixels)
     h, w, _ = img.shape
     if pw >= w or ph >= h:
         raise BitstreamError(f"anchor crop {pw}x{ph} exceeds the decoded {w}x{h} picture")
+    if size is not None and (w - pw, h - ph) != tuple(size):
+        raise BitstreamError(f"anchor picture is {w - pw}x{h - ph}, the stream's pictures are {size[0]}x{size[1]}")
     return np.ascontiguousarray(img[: h - ph, : w - pw])

@@ -27,6 +27,8 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
                    help=f"atoms per step and codebook set, 1..{MAX_QUALITY}: the bitrate knob (default 8; K follows a fixed ladder)")
     g.add_argument("--codebook-span", type=int, metavar="N",
                    help="latent frames per codebook set, 0 = one set for the whole GOP (default: the prior's)")
+    g.add_argument("--codebook-family", choices=("gaussian", "hadamard"), default="gaussian",
+                   help="atoms: gaussian (default) or hadamard (signed, scrambled Walsh-Hadamard rows: O(D log D) search)")
     g.add_argument("--target-kbps", type=float, metavar="KBPS", help="choose the knob per GOP to hit this bitrate at the input's frame rate")
     g.add_argument("--prior", default="default", help="'default', 'analytic', or a local folder with Wan2.1 Diffusers weights")
     g.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -46,6 +48,8 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--anchor-codec", default=None, help="anchor image codec (default: the best measured one)")
     o = p.add_argument_group("output")
     o.add_argument("--format", choices=("mkv", "gvc"), help="container (default: from the output name; '-' is gvc)")
+    o.add_argument("--tags", choices=("lean", "full"), default="lean",
+                   help="Matroska tags: none (lean, default) or the encoder and its settings (full, about 250 bytes)")
     o.add_argument("--stats-json", metavar="FILE", help="write bytes, bits, bpp, kbps, PSNR and per-GOP figures as JSON")
     o.add_argument("--recon", metavar="FILE.y4m", help="write the encoder's reconstruction (the decoder reproduces it)")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
@@ -56,7 +60,7 @@ def config_from_args(a: argparse.Namespace) -> CodecConfig:
         mode=a.mode, quality=a.quality, gop_length=a.gop_length, steps=a.steps, ode_tail=a.ode_tail,
         gamma=a.gamma, shift=a.shift, seed=a.seed, prompt=a.prompt,
         residual_step=a.residual_step or None, anchor_quality=a.anchor_quality, anchor_codec=a.anchor_codec,
-        codebook_span=a.codebook_span,
+        codebook_span=a.codebook_span, codebook_family=a.codebook_family,
     ).validate()
 
 
@@ -92,7 +96,7 @@ def run_encode(a: argparse.Namespace, source) -> dict:
         try:
             report = encode_stream(reader, out, config, prior=a.prior, device=a.device, max_frames=a.frames,
                                    target_kbps=a.target_kbps, recon_writer=recon, quiet=a.quiet, fmt=a.format,
-                                   dtype=a.dtype)
+                                   tags=a.tags, dtype=a.dtype)
         finally:
             if recon is not None:
                 recon.close()
@@ -152,7 +156,9 @@ def run_info(a: argparse.Namespace) -> dict:
                          "anchor_bytes": sum(len(x.data) for x in u.anchors), "residual_bytes": len(u.residual or b"")})
         header = {k: (v.hex() if isinstance(v, bytes) else str(v) if k == "fps" else v) for k, v in vars(h).items()}
         info = {"format": r.info.fmt, "file_bytes": r.info.file_bytes, "header_bytes": len(h.to_bytes()),
-                "header": header, "tags": r.info.tags, "gops": gops}
+                "header": header, "tags": r.info.tags, "warnings": r.info.warnings, "gops": gops}
+    for w in r.info.warnings:
+        print(f"gvc: warning: {w}", file=sys.stderr)
     if a.json:
         print(json.dumps(info, indent=2))
     else:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from container.bitstream import Anchor, GopUnit, SequenceHeader, frame_hash
+from container.bitstream import Anchor, GopUnit, SequenceHeader, check_gop, frame_hash
 from . import anchors as anchor_codec
 from .codebook import CodebookSearch, atoms, combine
 from .config import CodecConfig, codebook_size
@@ -111,7 +111,8 @@ class _GopContext:
         """z for SDE step `step` from the chosen (indices, signs) of each of its sets (both sides use this)."""
         z = torch.empty(self.latent_shape, dtype=torch.float32, device=self.device)
         for j, (idx, sgn) in enumerate(chosen):
-            self.put_set(z, j, combine(self.seed, step, j, idx, sgn, self.set_dim(j), device=self.device))
+            self.put_set(z, j, combine(self.seed, step, j, idx, sgn, self.set_dim(j), device=self.device,
+                                       family=self.header.codebook_family))
         return z
 
     def conditioning(self, first: np.ndarray | None, last: np.ndarray | None, prompt: str) -> Conditioning:
@@ -144,6 +145,7 @@ def make_header(prior: FlowPrior, config: CodecConfig, width: int, height: int, 
         shift=config.shift, seed=config.seed, codebook_k=codebook_size(config.quality), codebook_m=config.quality,
         codebook_m_tail=config.m_tail, tail_latent_frames=config.tail_latent_frames if config.mode == "i2v" else 0,
         codebook_span=config.codebook_span if config.codebook_span is not None else getattr(prior, "codebook_span", 1),
+        compute_dtype=getattr(prior, "compute_dtype", "fp32"), codebook_family=config.codebook_family,
     ).validate()
 
 
@@ -153,6 +155,15 @@ def check_device(prior: FlowPrior, device: torch.device) -> None:
     if where is not None and torch.device(where).type != device.type:
         raise ParameterError(f"prior {prior.name} is on {torch.device(where).type}, the codec runs on {device.type}: "
                              f"load it with device={device.type!r}")
+
+
+def check_supported(header: SequenceHeader, prior: FlowPrior) -> None:
+    """The decoder replays the encoder's arithmetic: the prior must compute in the dtype the stream records
+    (gvc.priors.load_prior loads it so from the header)."""
+    have = getattr(prior, "compute_dtype", "fp32")
+    if have != header.compute_dtype:
+        raise PriorMismatchError(f"stream was encoded with {header.compute_dtype} transformer arithmetic, the prior "
+                                 f"computes in {have}: load it with dtype={header.compute_dtype!r}")
 
 
 def check_prior(prior: FlowPrior, header: SequenceHeader) -> None:
@@ -185,7 +196,7 @@ class Encoder:
         plan = self.plan(index, len(frames))
         m = m or cfg.quality
         k = codebook_size(m)
-        m_tail = tail_atoms(cfg, m)
+        m_tail = cfg.tail_atoms(m)
         if residual_step == "config":
             residual_step = cfg.residual_step
         padded = frames + [frames[-1]] * (plan.length - plan.real_frames)
@@ -242,17 +253,8 @@ class Encoder:
 
     def _search(self, k: int, dim: int) -> CodebookSearch:
         if (k, dim) not in self._searches:
-            self._searches[(k, dim)] = CodebookSearch(k, dim, device=self.device)
+            self._searches[(k, dim)] = CodebookSearch(k, dim, device=self.device, family=self.header.codebook_family)
         return self._searches[(k, dim)]
-
-
-def tail_atoms(cfg: CodecConfig, m: int) -> int:
-    """M_tail for base M: I2V's adaptive allocation gives the last latent frames twice the atoms."""
-    if cfg.mode != "i2v":
-        return m
-    if cfg.tail_quality is not None and m == cfg.quality:
-        return cfg.tail_quality
-    return min(2 * m, codebook_size(m) - 1)
 
 
 def _codec_kw(codec) -> dict:
@@ -270,6 +272,7 @@ def _apply_residual(x: torch.Tensor, payload: bytes) -> torch.Tensor:
 
 class Decoder:
     def __init__(self, prior: FlowPrior, header: SequenceHeader, device: str | torch.device = "cpu"):
+        check_supported(header, prior)
         check_prior(prior, header)
         self.prior, self.header, self.device = prior, header, torch.device(device)
         check_device(prior, self.device)
@@ -280,11 +283,10 @@ class Decoder:
 
     def decode_gop(self, unit: GopUnit, progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
         h = self.header
+        check_gop(unit, h)
         plan = self.plan(unit.gop_index, unit.frame_count)
-        if unit.first_frame != plan.first_frame:
-            raise BitstreamError(f"GOP {unit.gop_index} claims first frame {unit.first_frame}, the header implies {plan.first_frame}")
         ctx = _GopContext(self.prior, h, plan, self.device)
-        anchors = {a.role: anchor_codec.decode_anchor(a.codec, a.data) for a in unit.anchors}
+        anchors = {a.role: anchor_codec.decode_anchor(a.codec, a.data, size=(h.width, h.height)) for a in unit.anchors}
         first = last = None
         if h.mode != "t2v":
             first = anchors.get("first") if plan.index == 0 else self._last_output

@@ -37,6 +37,7 @@ class CodecConfig:
     anchor_quality: float = 50.0
     prompt: str = ""
     codebook_span: int | None = None  # latent frames per codebook set, 0 = whole GOP; None = the prior's default
+    codebook_family: str = "gaussian"  # "gaussian" (GVC-CB1) or "hadamard" (structured, O(D log D) search)
 
     def validate(self) -> "CodecConfig":
         if self.mode not in MODES:
@@ -55,17 +56,26 @@ class CodecConfig:
             raise ParameterError(f"residual step must be in [0.001, 100], got {self.residual_step}")
         if not 0 <= self.anchor_quality <= 100:
             raise ParameterError(f"anchor quality must be in 0..100, got {self.anchor_quality}")
+        if self.codebook_family not in ("gaussian", "hadamard"):
+            raise ParameterError(f"codebook family must be gaussian or hadamard, got {self.codebook_family!r}")
         if self.codebook_span is not None and not 0 <= self.codebook_span <= 1025:
             raise ParameterError(f"codebook span must be in 0..1025 (0 = whole GOP), got {self.codebook_span}")
         if len(self.prompt.encode()) > 4096:
             raise ParameterError("prompt longer than 4096 bytes")
         return self
 
+    def tail_atoms(self, m: int) -> int:
+        """M_tail for base M (the one rule: header and every GOP unit use it). I2V's adaptive allocation gives
+        the last latent frames twice the atoms, at most K − 1; --tail-quality overrides it at the base M."""
+        if self.mode != "i2v":
+            return m
+        if self.tail_quality is not None and m == self.quality:
+            return self.tail_quality
+        return min(2 * m, codebook_size(m) - 1)
+
     @property
     def m_tail(self) -> int:
-        if self.mode != "i2v":
-            return self.quality
-        return self.tail_quality or min(2 * self.quality, MAX_QUALITY)
+        return self.tail_atoms(self.quality)
 
     @property
     def gop_overlap(self) -> int:

@@ -17,7 +17,7 @@ from container.bitstream import GopUnit, SequenceHeader, frame_hash
 from container.io import StreamReader, StreamWriter
 from .metrics import psnr
 from . import __version__
-from .codec import Decoder, Encoder, GopResult, tail_atoms
+from .codec import Decoder, Encoder, GopResult
 from .config import CodecConfig
 from .errors import BitstreamError, ParameterError
 from .progress import Progress
@@ -63,9 +63,11 @@ def _read(reader_iter: Iterator[np.ndarray], n: int) -> list[np.ndarray]:
 
 
 def encode_stream(reader, out_path, config: CodecConfig, *, prior="default", device="cpu", max_frames=None,
-                  target_kbps: float | None = None, recon_writer=None, quiet=False, fmt=None,
+                  target_kbps: float | None = None, recon_writer=None, quiet=False, fmt=None, tags="lean",
                   dtype: str | None = None) -> EncodeReport:
-    """Encode frames from a VideoReader (ffmpeg_bridge.video_io) into out_path (.mkv or .gvc or '-')."""
+    """Encode frames from a VideoReader (ffmpeg_bridge.video_io) into out_path (.mkv or .gvc or '-');
+    ``tags="full"`` writes the encoder and its settings as Matroska tags (see container.io.TAG_LEVELS).
+    ``dtype``: the Wan transformer's arithmetic (gvc.dtypes; 'auto' = bf16 on CUDA), recorded in the header."""
     info = reader.info
     total = info.frames
     if max_frames is not None and total is not None:
@@ -73,7 +75,7 @@ def encode_stream(reader, out_path, config: CodecConfig, *, prior="default", dev
     prior_obj = load_prior(prior, device=device, dtype=dtype)
     enc = Encoder(prior_obj, config, width=info.width, height=info.height, fps=info.fps, frame_count=total, device=device)
     h = enc.header
-    tags = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": _settings_string(config, prior_obj.name, target_kbps)}
+    tag_values = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": _settings_string(config, prior_obj.name, target_kbps)}
     report = EncodeReport(h)
     frames_left = max_frames
     src = iter(reader)
@@ -83,7 +85,7 @@ def encode_stream(reader, out_path, config: CodecConfig, *, prior="default", dev
     est_gops = -(-max(total - h.gop_overlap, 1) // step) if total else None
     bar = Progress(total=est_gops * h.steps if est_gops else None, desc="encode", unit="step", quiet=quiet)
     rc = _RateController(enc, target_kbps) if target_kbps else None
-    with StreamWriter(out_path, h, tags=tags, fmt=fmt) as writer:
+    with StreamWriter(out_path, h, tags=tag_values, fmt=fmt, tag_level=tags) as writer:
         if rc:
             rc.spent_bits = 8 * writer.bytes_written
         index = 0
@@ -150,7 +152,7 @@ class _RateController:
         if latent_frames not in self._options:
             cfg, h = self.enc.config, self.enc.header
             tail = h.tail_latent_frames if cfg.mode == "i2v" else 0
-            self._options[latent_frames] = settings(h.steps - h.ode_tail, latent_frames, tail, lambda m: tail_atoms(cfg, m),
+            self._options[latent_frames] = settings(h.steps - h.ode_tail, latent_frames, tail, cfg.tail_atoms,
                                                      h.codebook_span)
         return self._options[latent_frames]
 

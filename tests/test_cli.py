@@ -52,10 +52,8 @@ def test_ffmpeg_reports_the_stream(encoded, ffmpeg):
     out, _, _ = encoded
     info = run([ffmpeg, "-hide_banner", "-i", str(out)]).stderr.decode()
     assert "GVC1" in info and "176x144" in info and "29.97 fps" in info
-    # the settings tag records what a second encode needs to repeat this one
-    assert "ENCODER         : GVC" in info
-    for setting in ("mode=i2v", "quality=2", "steps=4", "ode_tail=1", "gop=5", "residual_step=0.35", "anchor_codec="):
-        assert setting in info, setting
+    # lean by default: one video stream and no tags (--tags full: tests/test_matroska.py::test_full_tags_on_request)
+    assert info.count("Stream #") == 1 and "ENCODER_SETTINGS" not in info
 
 
 def test_remux_with_ffmpeg_keeps_packets_and_frames(tmp_path, encoded, ffmpeg):

@@ -1,4 +1,4 @@
-"""Index sets coded as combinations (colex rank), bit I/O and the per-(step, frame) payload."""
+"""Index sets coded as combinations (colex rank) and the index-set payload (container IndexSetsSyntax)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gvc.entropy.combinatorial import (
-    BitReader,
-    BitWriter,
     combination_bits,
     index_sets_nbytes,
     pack_index_sets,
@@ -107,41 +105,19 @@ def test_rank_errors():
         unrank_combination(0, 10, 11)
 
 
-@given(st.lists(st.integers(0, 300).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, 2**n - 1))),
-                max_size=40))
-@settings(max_examples=200, deadline=None)
-def test_bit_io_roundtrip(fields):
-    w = BitWriter()
-    for n, v in fields:
-        w.write(v, n)
-    data = w.getvalue()
-    total = sum(n for n, _ in fields)
-    assert len(data) == (total + 7) // 8 and w.nbits == total
-    r = BitReader(data)
-    for n, v in fields:
-        assert r.read(n) == v
-    assert r.remaining == 8 * len(data) - total
-    assert r.read(r.remaining) == 0  # zero padding
-    with pytest.raises(BitstreamError):
-        r.read(1)
+def test_payload_bit_layout_is_the_specs():
+    """docs/bitstream.md §Index-set payload, worked by hand: K = 10, M = 3 gives 7 rank bits.
+    {1, 2, 3}: rank C(1,1)+C(2,2)+C(3,3) = 3 -> 0000011, signs 1 0 1; {0, 5, 9}: rank 0+C(5,2)+C(9,3) = 94
+    -> 1011110, signs 0 0 1; then four zero padding bits: 00000111 01101111 00010000."""
+    sets = [([1, 2, 3], [True, False, True]), ([0, 5, 9], [False, False, True])]
+    assert pack_index_sets(sets, 10, [3, 3]) == bytes([0b00000111, 0b01101111, 0b00010000])
 
 
-def test_bit_io_bits_and_errors():
-    w = BitWriter()
-    w.write_bits([True, False, True])
-    w.write(5, 3)
-    w.write_bits([])
-    assert w.getvalue() == bytes([0b10110100])
-    r = BitReader(w.getvalue())
-    assert r.read_bits(3) == [True, False, True] and r.read(3) == 5
-    with pytest.raises(BitstreamError):
-        r.read(3)
-    with pytest.raises(ParameterError):
-        BitWriter().write(4, 2)
-    with pytest.raises(ParameterError):
-        BitWriter().write(-1, 2)
-    with pytest.raises(BitstreamError):
-        BitReader(b"").read_bits(1)
+def test_a_set_of_all_k_indices_has_no_rank_bits():
+    sets = [([0, 1, 2, 3], [True, True, False, True])]
+    payload = pack_index_sets(sets, 4, [4])
+    assert payload == bytes([0b11010000])
+    assert unpack_index_sets(payload, 4, [4]) == sets
 
 
 @given(st.lists(index_set(max_k=65536, max_m=256), min_size=1, max_size=6), st.data())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import struct
 import tracemalloc
 
 import av
@@ -14,6 +13,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from container import bitstream as bs
 from gvc.entropy import residual as R
 from gvc.entropy.residual import (
     DEFAULT_ROUNDING,
@@ -128,8 +128,8 @@ def test_model_tables_are_pinned():
 @pytest.mark.parametrize(
     "payload_hex",
     [
-        "01020405cdcccc3d6673c95fda2a9034b98930fa1ed80670ca42ccc916272dc3514eaa2f2a031500f61e000000",
-        "03020405cdcccc3d66d908644a6d1d62814c4e19f94d39dfce7290b6718dd5ff5047f877730a36c0930c24002f16191e00",
+        "010204053dcccccd66da5fc973b934902a1efa3089ca7006d816c9cc4251c32d272a2faa4ef60015030000001e",
+        "030204053dcccccd664a6408d981621d6df9194e4ccedf394d71b6907250ffd58d7377f84793c0360a2f00240c001e1916",
     ],
 )
 def test_golden_payloads_decode(payload_hex):
@@ -148,17 +148,9 @@ def test_zero_and_empty_residuals():
         assert torch.equal(decode_residual(p), r)
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _header(mode=1, C=16, h=36, w=44, step=0.1, rho=102) -> bytes:
-    return bytes([mode]) + _varint(C) + _varint(h) + _varint(w) + struct.pack("<f", step) + bytes([rho])
+    model = {v: k for k, v in bs.RESIDUAL_MODELS.items()}[mode]
+    return bs.ResidualHeaderSyntax.build(dict(model=model, channels=C, height=h, width=w, step=step, rounding=rho))
 
 
 def test_absurd_sizes_raise_without_allocating():

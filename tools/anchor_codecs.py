@@ -45,7 +45,7 @@ CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "clips"
 BYTE_TARGETS = (500, 1000, 2000, 4000)
 LOSSY = ("av1-intra", "hevc-intra", "webp", "jpeg")
 CIF = (352, 288)
-ANCHOR_HEADER_BYTES = 5  # flags + CRC-16 + two one-byte crop varints (gvc/anchors.py payload layout)
+ANCHOR_HEADER_BYTES = 3  # flags + two one-byte crop VarInts (docs/bitstream.md §Anchor payload)
 
 
 def psnr_rgb(a: np.ndarray, b: np.ndarray) -> float:

@@ -11,12 +11,12 @@ the Matroska file; nothing is estimated.  Categories (bits; bytes = bits / 8; th
 file size, which the tool asserts):
 
 * ``sequence_header``  the SequenceHeader unit's payload (once per stream);
-* ``unit_framing``     sync + unit type + length + CRC-32 = 13 bytes per unit (sequence header and GOPs);
-* ``gop_fixed``        GopUnit fields other than content: gop_index .. m_plus_steps (20 bytes), frame_hash
-                       (16), the anchor count (1), per anchor role + codec + length (6), the length prefixes
-                       of prompt (2), indices (4) and residual (4);
+* ``unit_framing``     sync + unit type + VarInt length + CRC-32 (7-10 bytes per unit, sequence header and GOPs);
+* ``gop_fixed``        GopUnit fields other than content: gop_index .. m_plus_steps (VarInts and flags),
+                       frame_hash (16), the anchor count, per anchor role + codec + VarInt length, the VarInt
+                       length prefixes of prompt, indices and residual;
 * ``prompt``           prompt text;
-* ``anchors``          anchor payloads (the ~5-byte GVC anchor header + the image codec's stream);
+* ``anchors``          anchor payloads (the ~3-byte GVC anchor header + the image codec's stream);
 * ``atom_indices``     combinatorial ranks, ceil(log2 C(K, M)) bits per (step, latent frame) set;
 * ``signs``            one bit per chosen atom;
 * ``index_padding``    zero bits closing the indices field on a byte;
@@ -51,8 +51,6 @@ from container import matroska as mk
 
 CATEGORIES = ("sequence_header", "unit_framing", "gop_fixed", "prompt", "anchors", "atom_indices", "signs",
               "index_padding", "residual", "matroska")
-GOP_FIXED_FIELDS_BYTES = 4 + 4 + 2 + 1 + 4 + 2 + 2 + 1  # gop_index .. m_plus_steps
-FRAME_HASH_BYTES = 16
 
 _ELEMENT_NAMES = {
     mk.EBML: "EBML", mk.SEGMENT: "Segment", mk.SEEK_HEAD: "SeekHead", mk.INFO: "Info", mk.TRACKS: "Tracks",
@@ -216,16 +214,13 @@ def split_gop_unit(unit_bytes: bytes, header: bs.SequenceHeader) -> dict:
         raise ValueError(f"GOP {u.gop_index}: indices field of {len(u.indices)} bytes does not match "
                          f"{rank_bits} rank + {sign_bits} sign bits")
     prompt = len(u.prompt.encode()) if u.prompt is not None else 0
-    fixed_detail = {
-        "fields": GOP_FIXED_FIELDS_BYTES, "frame_hash": FRAME_HASH_BYTES, "anchor_count": 1,
-        "anchor_role_codec_length": 6 * len(u.anchors), "prompt_length": 2 if u.prompt is not None else 0,
-        "indices_length": 4, "residual_length": 4 if u.residual is not None else 0,
-    }
+    payload = bs.parse_unit(unit_bytes)[1]
     anchors = sum(len(a.data) for a in u.anchors)
     residual = len(u.residual or b"")
+    fixed = len(payload) - prompt - anchors - len(u.indices) - residual
     bits = {
-        "unit_framing": 8 * bs.UNIT_OVERHEAD_BYTES,
-        "gop_fixed": 8 * sum(fixed_detail.values()),
+        "unit_framing": 8 * (len(unit_bytes) - len(payload)),
+        "gop_fixed": 8 * fixed,
         "prompt": 8 * prompt,
         "anchors": 8 * anchors,
         "atom_indices": rank_bits,
@@ -239,7 +234,6 @@ def split_gop_unit(unit_bytes: bytes, header: bs.SequenceHeader) -> dict:
         "gop": u.gop_index, "first_frame": u.first_frame, "frames": u.frame_count, "keyframe": u.keyframe,
         "k": u.codebook_k, "m": u.codebook_m, "m_tail": u.codebook_m_tail, "m_plus_steps": u.m_plus_steps,
         "index_sets": len(ms), "unit_bytes": len(unit_bytes), "bits": bits,
-        "gop_fixed_detail": fixed_detail,
         "anchor_detail": [{"role": a.role, "codec": a.codec, "bytes": len(a.data),
                            "gvc_anchor_header": _anchor_header_bytes(a.data)} for a in u.anchors],
         "residual_detail": _residual_detail(u.residual) if u.residual is not None else None,
@@ -247,22 +241,13 @@ def split_gop_unit(unit_bytes: bytes, header: bs.SequenceHeader) -> dict:
 
 
 def _anchor_header_bytes(payload: bytes) -> int:
-    pos = 3
-    for _ in range(2):  # two LEB128 varints (crop)
-        while pos < len(payload) and payload[pos] & 0x80:
-            pos += 1
-        pos += 1
-    return pos
+    return len(payload) - len(bs.AnchorPictureSyntax.parse(payload).data)
 
 
 def _residual_detail(payload: bytes) -> dict:
-    pos = 1
-    for _ in range(3):  # C, h, w varints
-        while payload[pos] & 0x80:
-            pos += 1
-        pos += 1
-    head = pos + 4 + 1  # f32 step + rounding byte
-    return {"mode": payload[0], "header": head, "ans_words": (len(payload) - head) // 4}
+    p = bs.ResidualPayloadSyntax.parse(payload)
+    return {"mode": bs.RESIDUAL_MODELS[p.header.model], "header": len(payload) - 4 * len(p.words),
+            "ans_words": len(p.words)}
 
 
 def split_file(path: str | os.PathLike) -> dict:
@@ -306,8 +291,9 @@ def split_file(path: str | os.PathLike) -> dict:
             g["matroska_keyframe"] = b["keyframe"]
         gops.append(g)
     stream_bits = {c: 0 for c in CATEGORIES}
-    stream_bits["sequence_header"] = 8 * (len(seq) - bs.UNIT_OVERHEAD_BYTES)
-    stream_bits["unit_framing"] = 8 * bs.UNIT_OVERHEAD_BYTES
+    seq_payload = len(bs.parse_unit(seq)[1])
+    stream_bits["sequence_header"] = 8 * seq_payload
+    stream_bits["unit_framing"] = 8 * (len(seq) - seq_payload)
     stream_level_matroska = 0
     if mkv is not None:
         in_gops = sum(block_overheads) + sum(cluster_share)

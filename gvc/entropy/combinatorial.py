@@ -3,16 +3,17 @@
 Rank: the combinatorial number system (colex order).  For sorted distinct c_0 < c_1 < ... < c_{M-1},
 rank = sum_i C(c_i, i + 1), a bijection onto [0, C(K, M)).
 
-Bit order: MSB first; every field is written most significant bit first and the stream is zero-padded to a
-whole byte.  ``pack_index_sets`` writes, per set (one per (SDE step, latent frame), in the caller's order):
-the rank in ``combination_bits(K, M)`` bits, then M sign bits (1 = +1) in ascending index order.
+The payload is docs/bitstream.md §Index-set payload (``container.bitstream.IndexSetsSyntax``): per set (one per
+(SDE step, codebook set), in the caller's order) the rank in ``combination_bits(K, M)`` bits, then M sign bits
+(1 = +1) in ascending index order, MSB first, sets unaligned, zero-padded to a whole byte.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Sequence
 
+from container import bitstream as bs
 from gvc.errors import BitstreamError, ParameterError
 
 __all__ = [
@@ -20,8 +21,6 @@ __all__ = [
     "combination_bits",
     "rank_combination",
     "unrank_combination",
-    "BitWriter",
-    "BitReader",
     "index_sets_bits",
     "index_sets_nbytes",
     "pack_index_sets",
@@ -140,85 +139,6 @@ def unrank_combination(rank: int, K: int, M: int) -> list[int]:
     return out
 
 
-class BitWriter:
-    """MSB-first bit writer; ``getvalue`` zero-pads to a whole byte."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._acc = 0
-        self._nacc = 0  # bits in _acc (< 8 between calls)
-        self.nbits = 0  # bits written so far
-
-    def write(self, value: int, nbits: int) -> None:
-        nbits = _check_int("nbits", nbits)
-        value = _check_int("value", value)
-        if nbits < 0:
-            raise ParameterError("nbits must be >= 0")
-        if not 0 <= value < (1 << nbits) and not (value == 0 and nbits == 0):
-            raise ParameterError(f"value {value} does not fit in {nbits} bits")
-        if nbits == 0:
-            return
-        acc = (self._acc << nbits) | value
-        n = self._nacc + nbits
-        full = n >> 3
-        if full:
-            rem = n & 7
-            self._buf += (acc >> rem).to_bytes(full, "big")
-            acc &= (1 << rem) - 1
-            n = rem
-        self._acc, self._nacc = acc, n
-        self.nbits += nbits
-
-    def write_bits(self, bits: Iterable[bool]) -> None:
-        bits = [bool(b) for b in bits]
-        v = 0
-        for b in bits:
-            v = (v << 1) | b
-        self.write(v, len(bits))
-
-    def getvalue(self) -> bytes:
-        if self._nacc:
-            return bytes(self._buf) + bytes([(self._acc << (8 - self._nacc)) & 0xFF])
-        return bytes(self._buf)
-
-
-class BitReader:
-    """MSB-first bit reader over ``data``; BitstreamError on reading past the end."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = bytes(data)
-        self._pos = 0
-        self._end = 8 * len(self._data)
-
-    @property
-    def pos(self) -> int:
-        """Bits consumed so far."""
-        return self._pos
-
-    @property
-    def remaining(self) -> int:
-        return self._end - self._pos
-
-    def read(self, nbits: int) -> int:
-        nbits = _check_int("nbits", nbits)
-        if nbits < 0:
-            raise ParameterError("nbits must be >= 0")
-        if nbits == 0:
-            return 0
-        p, q = self._pos, self._pos + nbits
-        if q > self._end:
-            raise BitstreamError(f"bitstream truncated: need {nbits} bits at bit {p}, {self._end - p} left")
-        sb, eb = p >> 3, (q + 7) >> 3
-        v = int.from_bytes(self._data[sb:eb], "big") >> (8 * eb - q)
-        self._pos = q
-        return v & ((1 << nbits) - 1)
-
-    def read_bits(self, n: int) -> list[bool]:
-        n = _check_int("n", n)
-        v = self.read(n)
-        return [bool((v >> (n - 1 - i)) & 1) for i in range(n)]
-
-
 def index_sets_bits(K: int, Ms: Sequence[int]) -> int:
     """Bits used by pack_index_sets (before padding): sum of combination_bits(K, M) + M."""
     return sum(combination_bits(K, M) + _check_KM(K, M)[1] for M in Ms)
@@ -235,24 +155,29 @@ def _as_list(x) -> list:
     return list(x)
 
 
+def _params(K: int, Ms: Sequence[int]) -> dict:
+    """The parameters IndexSetsSyntax is parsed and built with: rank bits and atoms per set."""
+    Ms = [_check_KM(K, M)[1] for M in Ms]
+    return dict(rank_bits=[combination_bits(K, M) for M in Ms], atoms=Ms)
+
+
 def pack_index_sets(sets: list[tuple[Sequence[int], Sequence[bool]]], K: int, Ms: list[int]) -> bytes:
-    """Code one (indices, signs) set per (step, latent frame); set i must have Ms[i] distinct indices.
+    """Code one (indices, signs) set per (step, codebook set); set i must have Ms[i] distinct indices.
 
     Indices may come in any order; signs belong to the index at the same position.
     """
     if len(sets) != len(Ms):
         raise ParameterError(f"{len(sets)} index sets but {len(Ms)} values of M")
-    w = BitWriter()
+    K = _check_KM(K, 0)[0]
+    coded = []
     for n, ((indices, signs), M) in enumerate(zip(sets, Ms)):
-        K_, M = _check_KM(K, M)
         idx = [_check_int("index", i) for i in _as_list(indices)]
         sg = [bool(s) for s in _as_list(signs)]
         if len(idx) != M or len(sg) != M:
             raise ParameterError(f"set {n}: expected {M} indices and signs, got {len(idx)} and {len(sg)}")
         pairs = sorted(zip(idx, sg))
-        w.write(rank_combination([p[0] for p in pairs], K_), combination_bits(K_, M))
-        w.write_bits(p[1] for p in pairs)
-    return w.getvalue()
+        coded.append(dict(rank=rank_combination([p[0] for p in pairs], K), signs=[p[1] for p in pairs]))
+    return bs.IndexSetsSyntax.build(dict(sets=coded), **_params(K, Ms))
 
 
 def unpack_index_sets(data: bytes, K: int, Ms: list[int]) -> list[tuple[list[int], list[bool]]]:
@@ -260,16 +185,9 @@ def unpack_index_sets(data: bytes, K: int, Ms: list[int]) -> list[tuple[list[int
 
     ``data`` must be exactly index_sets_nbytes(K, Ms) long with zero padding bits, else BitstreamError.
     """
-    need = index_sets_bits(K, Ms)
-    if len(data) != (need + 7) // 8:
-        raise BitstreamError(f"index-set payload is {len(data)} bytes, expected {(need + 7) // 8}")
-    r = BitReader(data)
-    out = []
-    for M in Ms:
-        K_, M = _check_KM(K, M)
-        rank = r.read(combination_bits(K_, M))
-        idx = unrank_combination(rank, K_, M)
-        out.append((idx, r.read_bits(M)))
-    if r.read(r.remaining) != 0:
-        raise BitstreamError("index-set payload has non-zero padding bits")
-    return out
+    params = _params(K, Ms)
+    need = (sum(params["rank_bits"]) + sum(params["atoms"]) + 7) // 8
+    if len(data) != need:
+        raise BitstreamError(f"index-set payload is {len(data)} bytes, expected {need}")
+    parsed = bs.parse_syntax(bs.IndexSetsSyntax, bytes(data), "index-set payload", **params)
+    return [(unrank_combination(s.rank, K, M), list(s.signs)) for s, M in zip(parsed.sets, params["atoms"])]

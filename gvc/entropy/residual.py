@@ -30,24 +30,19 @@ Modes (the encoder codes all three and keeps the smallest):
    direct neighbours, from A and B);
 3. as 2, and pass A of channel c > 0 is classed by the activity of channel c - 1 (co-located 5-point cross).
 
-Payload::
-
-    u8      mode (1, 2 or 3)
-    varint  C, h, w      (LEB128)
-    f32 LE  Δ
-    u8      ρ · 256
-    rest    ANS words, uint32 little-endian (empty when every value is zero)
+Payload: docs/bitstream.md §Residual payload (``container.bitstream.ResidualPayloadSyntax``): the model mode,
+C, h, w, Δ (f32), ρ·256, then the ANS words (u32 big-endian; none when every value is zero).
 """
 
 from __future__ import annotations
 
 import math
-import struct
 import zlib
 
 import numpy as np
 import torch
 
+from container import bitstream as bs
 from gvc.errors import BitstreamError, ParameterError
 
 __all__ = [
@@ -313,54 +308,6 @@ def _choose_params(fit: _ChannelFit, hists: list[np.ndarray]) -> tuple[int, list
     return best
 
 
-# ------------------------------------------------------------------------------- bitstream helpers
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-class _Reader:
-    def __init__(self, buf: bytes):
-        self.buf = buf
-        self.pos = 0
-
-    def u8(self) -> int:
-        if self.pos >= len(self.buf):
-            raise BitstreamError("residual payload truncated")
-        b = self.buf[self.pos]
-        self.pos += 1
-        return b
-
-    def varint(self, limit: int) -> int:
-        n = shift = 0
-        while True:
-            b = self.u8()
-            n |= (b & 0x7F) << shift
-            shift += 7
-            if n > limit:
-                raise BitstreamError(f"residual payload field {n} exceeds limit {limit}")
-            if not b & 0x80:
-                return n
-            if shift > 63:
-                raise BitstreamError("residual payload varint too long")
-
-    def f32(self) -> np.float32:
-        if self.pos + 4 > len(self.buf):
-            raise BitstreamError("residual payload truncated")
-        (v,) = struct.unpack_from("<f", self.buf, self.pos)
-        self.pos += 4
-        return np.float32(v)
-
-
 # ------------------------------------------------------------------------------- coding
 
 _U256 = _U8 = _DELTA = None
@@ -379,8 +326,14 @@ def _data_model(tables: _TableCache, bi: int, si: int, K: int):
     return _cs.stream.model.Categorical(_symbol_probs(tables.get(bi, si, K)), perfect=False)
 
 
-def _header(mode: int, C: int, h: int, w: int, step: np.float32, rho_byte: int) -> bytes:
-    return bytes([mode]) + _varint(C) + _varint(h) + _varint(w) + struct.pack("<f", float(step)) + bytes([rho_byte])
+_MODEL_NAMES = {v: k for k, v in bs.RESIDUAL_MODELS.items()}
+
+
+def _payload(mode: int, shape: tuple[int, int, int], step: np.float32, rho_byte: int, words: np.ndarray) -> bytes:
+    """The residual payload (docs/bitstream.md §Residual payload)."""
+    C, h, w = shape
+    header = dict(model=_MODEL_NAMES[mode], channels=C, height=h, width=w, step=float(step), rounding=rho_byte)
+    return bs.ResidualPayloadSyntax.build(dict(header=header, words=words))
 
 
 def _encode_mode(q: np.ndarray, step: np.float32, rho_byte: int, mode: int, fits: dict) -> bytes:
@@ -429,7 +382,7 @@ def _encode_mode(q: np.ndarray, step: np.float32, rho_byte: int, mode: int, fits
     coder = _cs.stream.stack.AnsCoder()
     for sym, model in reversed(ops):
         coder.encode_reverse(sym, model)
-    return _header(mode, C, h, w, step, rho_byte) + coder.get_compressed().astype("<u4").tobytes()
+    return _payload(mode, q.shape, step, rho_byte, coder.get_compressed())
 
 
 def encode_residual(residual: torch.Tensor, step: float, *, rounding: float = DEFAULT_ROUNDING) -> bytes:
@@ -466,7 +419,7 @@ def encode_residual(residual: torch.Tensor, step: float, *, rounding: float = DE
     return best
 
 
-def decode_residual(payload: bytes, *, max_elements: int = 1 << 24) -> torch.Tensor:
+def decode_residual(payload: bytes, *, max_elements: int = bs.MAX_RESIDUAL_ELEMENTS) -> torch.Tensor:
     """Inverse of :func:`encode_residual`: float32 [C, h, w].  Sizes are checked before anything is allocated."""
     if _cs is None:  # pragma: no cover
         raise ParameterError("residual coding needs the 'constriction' package")
@@ -474,31 +427,24 @@ def decode_residual(payload: bytes, *, max_elements: int = 1 << 24) -> torch.Ten
         buf = bytes(payload)
     except TypeError:
         raise BitstreamError("residual payload must be bytes") from None
-    rd = _Reader(buf)
-    mode = rd.u8()
-    if mode not in (_MODE_CHANNEL, _MODE_CONTEXT, _MODE_CONTEXT_X):
-        raise BitstreamError(f"residual payload has unknown mode {mode}")
-    C = rd.varint(max_elements)
-    h = rd.varint(max_elements)
-    w = rd.varint(max_elements)
+    p = bs.parse_syntax(bs.ResidualPayloadSyntax, buf, "residual payload")
+    mode = bs.RESIDUAL_MODELS[p.header.model]
+    C, h, w = p.header.channels, p.header.height, p.header.width
     if C * max(h * w, 1) > max_elements:
         raise BitstreamError(f"residual of {C}x{h}x{w} elements exceeds the limit of {max_elements}")
-    step = rd.f32()
+    step = np.float32(p.header.step)
     if not (np.isfinite(step) and step > 0):
         raise BitstreamError(f"residual payload has invalid step {float(step)!r}")
-    rho_byte = rd.u8()
+    rho_byte = p.header.rounding
     if not 1 <= rho_byte <= 128:
         raise BitstreamError(f"residual payload has invalid rounding offset {rho_byte}/256")
     rho = rho_byte / 256.0
-    body = buf[rd.pos :]
-    if len(body) % 4:
-        raise BitstreamError("residual payload: coded data is not a whole number of 32-bit words")
+    words = p.words
     u256, u8, delta = _models()
     q = np.zeros((C, h, w), dtype=np.int32)
     masks = _phases(h, w) if mode != _MODE_CHANNEL else [np.ones((h, w), bool)]
     tables = _TableCache(rho)
     try:
-        words = np.frombuffer(body, dtype="<u4").astype(np.uint32)
         coder = _cs.stream.stack.AnsCoder(words) if words.size else _cs.stream.stack.AnsCoder()
         prev_abs = None
         for c in range(C):

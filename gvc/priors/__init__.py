@@ -29,13 +29,15 @@ def compute_dtype_of(prior) -> str:
 
 
 def header_compute_dtype(header) -> str | None:
-    """The compute dtype a stream's header records (None for streams written before the field existed)."""
+    """The compute dtype a stream's header records (None for a header object without the field)."""
     code = getattr(header, "compute_dtype", None)
     if code is None:
         return None
-    if not 0 <= int(code) < len(COMPUTE_DTYPES):
-        raise ParameterError(f"stream records unknown compute dtype {code}")
-    return COMPUTE_DTYPES[int(code)]
+    if isinstance(code, int) and 0 <= code < len(COMPUTE_DTYPES):
+        return COMPUTE_DTYPES[code]
+    if code not in COMPUTE_DTYPES:
+        raise ParameterError(f"stream records unknown compute dtype {code!r}")
+    return code
 
 
 def load_prior(name_or_path: str | None = "default", *, device="cpu", header=None, dtype: str | None = None) -> FlowPrior:
