@@ -62,8 +62,9 @@ class StreamWriter:
         if fmt == "mkv":
             from .matroska import MatroskaWriter
 
-            self._mkv = MatroskaWriter(self._file, width=header.width, height=header.height, fps=header.fps,
-                                       codec_private=head, tags=tags if tag_level == "full" else None)
+            with _write_errors():
+                self._mkv = MatroskaWriter(self._file, width=header.width, height=header.height, fps=header.fps,
+                                           codec_private=head, tags=tags if tag_level == "full" else None)
         else:
             self._mkv = None
             self._raw_bytes = 0
@@ -77,6 +78,7 @@ class StreamWriter:
     def _write_raw(self, data: bytes) -> None:
         with _write_errors():
             self._file.write(data)
+            self._file.flush()  # each unit reaches the file (or fails) now, as a Matroska block does
         self._raw_bytes += len(data)
 
     def write(self, unit: GopUnit, pts: int, duration: int) -> int:

@@ -159,7 +159,7 @@ class MkvBlock:
     """A block of any track, timed in nanoseconds (Matroska's own unit, TimestampScale applied)."""
     track: int
     data: bytes
-    time_ns: int
+    time_ns: int  # the stored time; FFmpeg presents an audio block at time_ns - its track's codec_delay
     duration_ns: int | None  # None: the block carries none and its track has no DefaultDuration
     keyframe: bool
 
@@ -325,10 +325,12 @@ class MatroskaWriter:
 
     # -- clusters
     def _start_cluster(self, ts: int) -> None:
+        """Open a Cluster at ``ts`` (at 0 for a negative time, e.g. AAC priming: its block sits before it)."""
         self._end_cluster()
-        self._cluster_ts = ts
-        self._cluster_at = self._pos + len(encode_id(CLUSTER))
-        self._emit(encode_id(CLUSTER) + b"\x1f\xff\xff\xff" + uint(TIMESTAMP, ts))  # 4-byte unknown size
+        ts = max(ts, 0)
+        head = encode_id(CLUSTER) + b"\x1f\xff\xff\xff" + uint(TIMESTAMP, ts)  # 4-byte unknown size
+        self._cluster_ts, self._cluster_at = ts, self._pos + len(encode_id(CLUSTER))
+        self._emit(head)
 
     def _end_cluster(self) -> None:
         if self._cluster_ts is not None and self._seekable:
@@ -942,40 +944,34 @@ class MatroskaReader:
         self.close()
 
 
-def _parse_track_entry(data: bytes, a: int, b: int) -> MkvTrack:
+def _as_bytes(data: bytes, what: str) -> bytes:
+    return bytes(data)
+
+
+# TrackEntry children read into MkvTrack fields: element ID -> (field, parser); Video and Audio are masters.
+_TRACK_FIELDS = {
+    TRACK_NUMBER: ("number", ebml.parse_uint), TRACK_TYPE: ("type", ebml.parse_uint),
+    CODEC_ID: ("codec_id", ebml.parse_string), CODEC_PRIVATE: ("codec_private", _as_bytes),
+    DEFAULT_DURATION: ("default_duration", ebml.parse_uint), LANGUAGE: ("language", ebml.parse_string),
+    TRACK_NAME: ("name", ebml.parse_string), CODEC_DELAY: ("codec_delay", ebml.parse_uint),
+    SEEK_PRE_ROLL: ("seek_pre_roll", ebml.parse_uint),
+    PIXEL_WIDTH: ("width", ebml.parse_uint), PIXEL_HEIGHT: ("height", ebml.parse_uint),
+    SAMPLING_FREQUENCY: ("sampling_frequency", ebml.parse_float), CHANNELS: ("channels", ebml.parse_uint),
+    BIT_DEPTH: ("bit_depth", ebml.parse_uint),
+}
+
+
+def _parse_track_entry(data: bytes, a: int, b: int, what: str = "TrackEntry") -> MkvTrack:
     t = MkvTrack(type=0, codec_id="", number=None)
-    for eid, c, d in ebml.iter_children(data, a, b, "TrackEntry"):
-        v = data[c:d]
-        if eid == TRACK_NUMBER:
-            t.number = ebml.parse_uint(v, "TrackNumber")
-        elif eid == TRACK_TYPE:
-            t.type = ebml.parse_uint(v, "TrackType")
-        elif eid == CODEC_ID:
-            t.codec_id = ebml.parse_string(v, "CodecID")
-        elif eid == CODEC_PRIVATE:
-            t.codec_private = bytes(v)
-        elif eid == DEFAULT_DURATION:
-            t.default_duration = ebml.parse_uint(v, "DefaultDuration") or None
-        elif eid == LANGUAGE:
-            t.language = ebml.parse_string(v, "Language")
-        elif eid == TRACK_NAME:
-            t.name = ebml.parse_string(v, "Name")
-        elif eid == CODEC_DELAY:
-            t.codec_delay = ebml.parse_uint(v, "CodecDelay")
-        elif eid == SEEK_PRE_ROLL:
-            t.seek_pre_roll = ebml.parse_uint(v, "SeekPreRoll")
-        elif eid == VIDEO:
-            for vid, e, f in ebml.iter_children(data, c, d, "Video"):
-                if vid == PIXEL_WIDTH:
-                    t.width = ebml.parse_uint(data[e:f], "PixelWidth")
-                elif vid == PIXEL_HEIGHT:
-                    t.height = ebml.parse_uint(data[e:f], "PixelHeight")
-        elif eid == AUDIO:
-            for aid, e, f in ebml.iter_children(data, c, d, "Audio"):
-                if aid == SAMPLING_FREQUENCY:
-                    t.sampling_frequency = ebml.parse_float(data[e:f], "SamplingFrequency")
-                elif aid == CHANNELS:
-                    t.channels = ebml.parse_uint(data[e:f], "Channels")
-                elif aid == BIT_DEPTH:
-                    t.bit_depth = ebml.parse_uint(data[e:f], "BitDepth")
+    _read_fields(t, data, a, b, what)
+    t.default_duration = t.default_duration or None  # 0 means none
     return t
+
+
+def _read_fields(t: MkvTrack, data: bytes, a: int, b: int, what: str) -> None:
+    for eid, c, d in ebml.iter_children(data, a, b, what):
+        if eid in (VIDEO, AUDIO):
+            _read_fields(t, data, c, d, "Video" if eid == VIDEO else "Audio")
+        elif eid in _TRACK_FIELDS:
+            name, parse = _TRACK_FIELDS[eid]
+            setattr(t, name, parse(data[c:d], name))

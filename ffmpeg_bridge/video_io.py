@@ -4,10 +4,10 @@ Sources: any file FFmpeg can decode (``.mp4``, ``.mkv``, ``.y4m`` ...), ``"-"`` 
 file object carrying y4m (e.g. a subprocess' stdout). Destinations: ``.y4m``, ``"-"`` (y4m on stdout) or a
 binary file object (y4m); ``.mp4``/``.mkv``/``.mov`` (libx264, lossless ``-qp 0``).
 
-y4m input is checked here before PyAV sees it: PyAV/libavformat reject a bad header with an anonymous
-``EINVAL`` and silently drop a truncated last frame, so this module reads the header line itself, validates
-it, hands the stream to PyAV through :class:`_Y4MGuard` (which replays the header line and follows the
-``FRAME`` structure of the bytes passing through) and reports a truncated or damaged stream at the end.
+y4m is parsed once, here: the header line is validated and every ``FRAME`` line and plane payload is read
+from the stream by :class:`_Y4MFrames` (so a bad header, damaged data and a truncated last frame are
+reported with their reason instead of PyAV/libavformat's anonymous ``EINVAL`` or a silently dropped frame);
+PyAV only converts the planes to RGB. Other files are demuxed and decoded by PyAV.
 
 Colour conversion (deterministic: ``BITEXACT`` swscale flags, one thread):
 
@@ -21,10 +21,9 @@ So a write -> read round trip through y4m or mp4 uses the same matrix both ways.
 from __future__ import annotations
 
 import errno
-import io
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -35,9 +34,8 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
 from gvc.errors import InputError
-from gvc.metrics import psnr  # noqa: F401  (re-exported: callers compare frames they read)
 
-__all__ = ["VideoInfo", "VideoReader", "VideoWriter", "psnr", "SUPPORTED_INPUT_PIX_FMTS", "WRITER_PIX_FMTS"]
+__all__ = ["VideoInfo", "VideoReader", "VideoWriter", "SUPPORTED_INPUT_PIX_FMTS", "WRITER_PIX_FMTS"]
 
 MAX_DIMENSION = 16384
 # libavformat's y4m demuxer limits (FFmpeg 8): header line < 128 bytes, FRAME line < 80 bytes (without '\n').
@@ -135,7 +133,7 @@ class VideoInfo:
     width: int
     height: int
     fps: Fraction
-    frames: int | None  # None when unknown (pipe)
+    frames: int | None  # frames the reader gives (max_frames applied); None when unknown (pipe)
     pix_fmt: str  # source pixel format as reported by FFmpeg (e.g. "yuv420p", "yuv420p10le")
 
 
@@ -146,6 +144,7 @@ class _Y4MHeader:
     fps: Fraction
     pix_fmt: str
     frame_size: int  # payload bytes per frame (without the FRAME line)
+    full_range: bool = False  # XCOLORRANGE=FULL (libavformat's extension)
 
 
 def _parse_y4m_header(line: bytes) -> _Y4MHeader:
@@ -160,6 +159,7 @@ def _parse_y4m_header(line: bytes) -> _Y4MHeader:
     width = height = None
     fps = Fraction(25)  # libavformat's default when F is missing or 0:0
     colorspace = "420jpeg"  # y4m default when C is missing
+    full_range = False
     for tok in tokens[1:]:
         key, val = tok[0], tok[1:]
         if key in "WH":
@@ -186,7 +186,9 @@ def _parse_y4m_header(line: bytes) -> _Y4MHeader:
         elif key == "I":
             if val not in ("p", "?", "t", "b", "m"):
                 raise InputError(f"bad y4m header: bad interlacing token {tok!r}")
-        # A (aspect), X (extensions) and unknown tokens are ignored, as libavformat does.
+        elif tok == "XCOLORRANGE=FULL":
+            full_range = True
+        # A (aspect), other X (extensions) and unknown tokens are ignored, as libavformat does.
     if width is None or height is None:
         missing = " and ".join(n for n, v in (("W", width), ("H", height)) if v is None)
         raise InputError(f"bad y4m header: missing {missing}")
@@ -195,7 +197,7 @@ def _parse_y4m_header(line: bytes) -> _Y4MHeader:
         raise InputError(f"bad y4m header: unknown colorspace C{colorspace}")
     if pix_fmt not in _LAYOUT:
         raise InputError(f"unsupported pixel format {pix_fmt} (y4m C{colorspace})")
-    return _Y4MHeader(width, height, fps, pix_fmt, _frame_size(pix_fmt, width, height))
+    return _Y4MHeader(width, height, fps, pix_fmt, _frame_size(pix_fmt, width, height), full_range)
 
 
 def _read_y4m_header_line(stream: BinaryIO, name: str) -> tuple[bytes, bytes]:
@@ -225,106 +227,73 @@ def _read_y4m_header_line(stream: BinaryIO, name: str) -> tuple[bytes, bytes]:
     return buf[:nl], buf[nl + 1 :]
 
 
-class _Y4MGuard(io.RawIOBase):
-    """Readable stream for PyAV: replays the header line, then passes the source through while following the
-    y4m frame structure. A damaged FRAME line ends the stream early (``problem`` says why); a short last
-    frame is reported by :meth:`end_problem`."""
+class _Y4MFrames:
+    """The frames after a y4m header line: each ``FRAME`` line checked, each payload read whole (memory stays
+    bounded by one frame). Damaged data, a truncated frame and a stream without frames raise InputError."""
 
-    def __init__(self, raw: BinaryIO, header: bytes, leftover: bytes, frame_size: int):
-        super().__init__()
-        self._raw = raw
-        self._pending = header + b"\n"
-        self._frame_size = frame_size
-        self._in_payload = False
-        self._remaining = 0  # payload bytes still due in the current frame
-        self._line = b""  # partial FRAME line seen so far
-        self.frames = 0  # complete frames passed through
-        self.problem: str | None = None
-        self.eof = False
-        self._leftover = leftover
+    def __init__(self, stream: BinaryIO, leftover: bytes, header: _Y4MHeader, name: str):
+        self.header, self.name = header, name
+        self._stream, self._buf, self._eof = stream, bytearray(leftover), False
+        self.frames = 0  # complete frames read
 
-    def readable(self) -> bool:
-        return True
-
-    def _scan(self, data: bytes) -> int:
-        """Follow the frame structure; return how many bytes of ``data`` are good."""
-        i, n = 0, len(data)
-        while i < n:
-            if self._in_payload:
-                take = min(self._remaining, n - i)
-                self._remaining -= take
-                i += take
-                if self._remaining == 0:
-                    self._in_payload = False
-                    self.frames += 1
-                continue
-            nl = data.find(b"\n", i)
-            end = n if nl < 0 else nl
-            self._line += data[i:end]
-            if not b"FRAME"[: len(self._line)] == self._line[:5] or len(self._line) > _Y4M_FRAME_LINE_MAX:
-                shown = self._line[:12]
-                self.problem = f"bad y4m data after {self.frames} frames: expected FRAME, got {shown!r}"
-                return i
-            if nl < 0:
-                return n
-            if len(self._line) < 5 or (len(self._line) > 5 and self._line[5:6] != b" "):
-                self.problem = f"bad y4m data after {self.frames} frames: expected FRAME, got {self._line[:12]!r}"
-                return i
-            self._line = b""
-            self._in_payload, self._remaining = True, self._frame_size
-            i = nl + 1
-            if self._frame_size == 0:  # pragma: no cover - sizes are >= 1
-                self._in_payload = False
-        return n
-
-    def read(self, size: int = -1) -> bytes:
-        # PyAV copies whatever read() returns into a buffer of `size` bytes: never return more.
-        if size is None or size < 0:
-            size = 65536
-        if size == 0:
-            return b""
-        if self._pending:
-            out, self._pending = self._pending[:size], self._pending[size:]
-            return out
-        if self.problem is not None or self.eof:
-            return b""
-        if self._leftover:
-            data, self._leftover = self._leftover[:size], self._leftover[size:]
-        else:
+    def _fill(self, n: int) -> bool:
+        """Read until the buffer holds n bytes; False at the end of the stream."""
+        while len(self._buf) < n and not self._eof:
             try:
-                data = self._raw.read(size)
+                chunk = self._stream.read(max(n - len(self._buf), 1 << 16))
             except OSError as e:
-                self.problem = f"cannot read input: {e.strerror or e}"
-                return b""
-            if data is None:
-                self.problem = "cannot read input: non-blocking stream without data"
-                return b""
-            data = bytes(data)
-            if len(data) > size:
-                data, self._leftover = data[:size], data[size:]
-        if not data:
-            self.eof = True
-            return b""
-        good = self._scan(data)
-        return data[:good]
+                raise InputError(f"cannot read input {self.name}: {e.strerror or e}") from None
+            if chunk is None:
+                raise InputError(f"cannot read input {self.name}: non-blocking stream without data")
+            self._eof = not chunk
+            self._buf += chunk
+        return len(self._buf) >= n
 
-    def readinto(self, b) -> int:  # pragma: no cover - PyAV calls read()
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
+    def _fail(self, problem: str) -> InputError:
+        return InputError(f"{problem} ({self.name})")
 
-    def end_problem(self) -> str | None:
-        """Why the stream ended badly, or None for a clean end (call after PyAV reached EOF)."""
-        if self.problem is not None:
-            return self.problem
-        if self._in_payload:
-            got = self._frame_size - self._remaining
-            return f"truncated last frame: after {self.frames} complete frames, {got} of {self._frame_size} bytes"
-        if self._line:
-            return f"truncated FRAME line after {self.frames} complete frames"
+    def __iter__(self) -> Iterator[bytes]:
+        size = self.header.frame_size
+        while self._fill(1):
+            self._fill(_Y4M_FRAME_LINE_MAX + 1)
+            nl = self._buf.find(b"\n", 0, _Y4M_FRAME_LINE_MAX + 1)
+            line = bytes(self._buf[:nl] if nl >= 0 else self._buf[:_Y4M_FRAME_LINE_MAX + 1])
+            if line[:5] != b"FRAME"[:len(line)] or line[5:6] not in (b"", b" ") or len(line) > _Y4M_FRAME_LINE_MAX:
+                raise self._fail(f"bad y4m data after {self.frames} frames: expected FRAME, got {line[:12]!r}")
+            if nl < 0:
+                raise self._fail(f"truncated FRAME line after {self.frames} complete frames")
+            if len(line) < 5:
+                raise self._fail(f"bad y4m data after {self.frames} frames: expected FRAME, got {line[:12]!r}")
+            del self._buf[:nl + 1]
+            if not self._fill(size):
+                raise self._fail(f"truncated last frame: after {self.frames} complete frames, "
+                                 f"{len(self._buf)} of {size} bytes")
+            payload = bytes(self._buf[:size])
+            del self._buf[:size]
+            self.frames += 1
+            yield payload
         if self.frames == 0:
-            return "empty input: y4m header but no frames"
-        return None
+            raise self._fail("empty input: y4m header but no frames")
+
+    def video_frame(self, payload: bytes) -> av.VideoFrame:
+        """The planes of one payload as a PyAV frame (for its colour conversion), tagged with the range."""
+        h = self.header
+        sx, sy, bps, _ = _LAYOUT[h.pix_fmt]
+        frame = av.VideoFrame(h.width, h.height, h.pix_fmt)
+        offset = 0
+        for i, plane in enumerate(frame.planes):
+            width, height = (h.width, h.height) if i == 0 else (-(-h.width >> sx), -(-h.height >> sy))
+            row = width * bps
+            rows = np.frombuffer(payload, np.uint8, row * height, offset).reshape(height, row)
+            offset += row * height
+            if plane.line_size != row:  # swscale's aligned lines
+                padded = np.zeros((height, plane.line_size), np.uint8)
+                padded[:, :row] = rows
+                rows = padded
+            plane.update(rows.tobytes())
+        if h.full_range:
+            frame.color_range = _AVCOL_RANGE_JPEG
+        return frame
 
 
 class VideoReader:
@@ -339,7 +308,8 @@ class VideoReader:
             raise ValueError("max_frames must be >= 0")
         self._max_frames = max_frames
         self._container = None
-        self._guard: _Y4MGuard | None = None
+        self._y4m: _Y4MFrames | None = None
+        self._closed = False
         self._owned: BinaryIO | None = None
         self._iter: Iterator[np.ndarray] | None = None
         self._count = 0
@@ -348,6 +318,8 @@ class VideoReader:
         except BaseException:
             self.close()
             raise
+        if max_frames is not None and self.info.frames is not None:  # the frames this reader will give
+            self.info = replace(self.info, frames=min(self.info.frames, max_frames))
 
     # -- opening ---------------------------------------------------------------------------------------
     def _open(self, source) -> None:
@@ -386,17 +358,7 @@ class VideoReader:
     def _open_y4m(self, stream: BinaryIO, size: int | None) -> None:
         line, leftover = _read_y4m_header_line(stream, self.name)
         hdr = _parse_y4m_header(line)
-        self._guard = _Y4MGuard(stream, line, leftover, hdr.frame_size)
-        try:
-            self._container = av.open(self._guard, format="yuv4mpegpipe")
-        except av.error.FFmpegError as e:
-            raise InputError(f"bad y4m input {self.name}: {_av_reason(e)}") from None
-        if not self._container.streams.video:  # pragma: no cover - the y4m demuxer always makes one
-            raise InputError(f"no video stream in {self.name}")
-        self._stream = self._container.streams.video[0]
-        cc = self._stream.codec_context
-        if (cc.width, cc.height) != (hdr.width, hdr.height):  # pragma: no cover - both parse the same header
-            raise InputError(f"bad y4m header: {cc.width}x{cc.height} vs W{hdr.width} H{hdr.height}")
+        self._y4m = _Y4MFrames(stream, leftover, hdr, self.name)
         frames = None
         if size is not None:
             body, per = size - len(line) - 1, hdr.frame_size + len(b"FRAME\n")
@@ -448,25 +410,24 @@ class VideoReader:
     def _frames(self) -> Iterator[np.ndarray]:
         if self._max_frames == 0:
             return
-        try:
-            for frame in self._container.decode(self._stream):
-                rgb = self._to_rgb(frame)
-                self._count += 1
-                yield rgb
-                if self._max_frames is not None and self._count >= self._max_frames:
-                    return
-        except av.error.FFmpegError as e:
-            problem = self._guard.end_problem() if self._guard is not None and self._guard.problem else None
-            raise InputError(problem or f"cannot decode {self.name}: {_av_reason(e)}") from None
-        if self._guard is not None:
-            problem = self._guard.end_problem()
-            if problem:
-                raise InputError(f"{problem} ({self.name})")
-        elif self._count == 0:
+        source = (self._y4m.video_frame(p) for p in self._y4m) if self._y4m is not None else self._decoded()
+        for frame in source:
+            rgb = self._to_rgb(frame)
+            self._count += 1
+            yield rgb
+            if self._max_frames is not None and self._count >= self._max_frames:
+                return
+        if self._count == 0:
             raise InputError(f"empty input: no frames in {self.name}")
 
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        try:
+            yield from self._container.decode(self._stream)
+        except av.error.FFmpegError as e:
+            raise InputError(f"cannot decode {self.name}: {_av_reason(e)}") from None
+
     def __iter__(self) -> Iterator[np.ndarray]:
-        if self._container is None:
+        if self._closed:
             raise ValueError("VideoReader is closed")
         if self._iter is None:
             self._iter = self._frames()
@@ -484,6 +445,8 @@ class VideoReader:
         return out
 
     def close(self) -> None:
+        self._closed = True
+        self._y4m = None
         if self._iter is not None:
             self._iter.close()
             self._iter = None

@@ -1,3 +1,5 @@
 """GVC: a generative video codec built on codebook-driven stochastic rectified flow."""
 
-__version__ = "0.1.0"
+from ._version import __version__
+
+__all__ = ["__version__"]

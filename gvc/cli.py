@@ -12,40 +12,43 @@ import json
 import os
 import sys
 from contextlib import contextmanager
+from dataclasses import fields
 
-from . import __version__
-from .config import MAX_QUALITY, MODES, CodecConfig
-from .errors import GVCError
+from . import config as cfg
+from ._version import __version__
+from .config import CodecConfig, DecodeConfig
 from .dtypes import DTYPE_CHOICES
+from .errors import GVCError
+
+
+def option(group, flag: str, name: str, **kw) -> None:
+    """An option whose default, range and help come from the CodecConfig field `name`."""
+    default = cfg.default(name)
+    kw.setdefault("type", type(default) if default is not None else str)
+    group.add_argument(flag, dest=name, default=default, help=cfg.help_text(name), **kw)
 
 
 def add_encode_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("codec")
-    g.add_argument("--mode", choices=MODES, default="i2v",
-                   help="t2v: indices only; i2v: coded first frame, GOPs chained (default); flf2v: first+last anchors")
-    g.add_argument("--quality", type=int, default=8, metavar="M",
-                   help=f"atoms per step and codebook set, 1..{MAX_QUALITY}: the bitrate knob (default 8; K follows a fixed ladder)")
-    g.add_argument("--codebook-span", type=int, metavar="N",
-                   help="latent frames per codebook set, 0 = one set for the whole GOP (default: the prior's)")
-    g.add_argument("--codebook-family", choices=("gaussian", "hadamard"), default="gaussian",
-                   help="atoms: gaussian (default) or hadamard (signed, scrambled Walsh-Hadamard rows: O(D log D) search)")
-    g.add_argument("--target-kbps", type=float, metavar="KBPS", help="choose the knob per GOP to hit this bitrate at the input's frame rate")
-    g.add_argument("--prior", default="default", help="'default', 'analytic', or a local folder with Wan2.1 Diffusers weights")
-    g.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    g.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
-                   help="transformer arithmetic of Wan priors (default auto: bf16 on CUDA, fp32 on CPU); the stream records it")
+    option(g, "--mode", "mode", choices=cfg.MODES)
+    option(g, "--quality", "quality", metavar="M")
+    option(g, "--codebook-span", "codebook_span", type=int, metavar="N")
+    option(g, "--target-kbps", "target_kbps", type=float, metavar="KBPS")
+    option(g, "--prior", "prior")
+    option(g, "--device", "device")
+    option(g, "--dtype", "dtype", choices=DTYPE_CHOICES)
+    option(g, "--codebook-family", "codebook_family", choices=cfg.CODEBOOK_FAMILIES)
     g.add_argument("--frames", type=int, metavar="N", help="encode at most N frames")
-    g.add_argument("--gop-length", type=int, default=33, help="frames per GOP (default 33; must be valid for the prior)")
-    g.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
-    g.add_argument("--ode-tail", type=int, default=3, help="final steps without noise, carrying no bits (default 3)")
-    g.add_argument("--gamma", type=float, default=3.0, help="SDE diffusion scale γ (default 3.0)")
-    g.add_argument("--shift", type=float, default=3.0, help="timestep shift (default 3.0)")
-    g.add_argument("--seed", type=int, default=0, help="codebook and initial-noise seed (default 0)")
-    g.add_argument("--prompt", default="", help="T2V text prompt stored in the stream (default empty)")
-    g.add_argument("--residual-step", type=float, default=0.35,
-                   help="I2V tail-latent residual quantiser step; 0 disables the residual (default 0.35)")
-    g.add_argument("--anchor-quality", type=float, default=50.0, help="anchor image quality 0..100 (default 50)")
-    g.add_argument("--anchor-codec", default=None, help="anchor image codec (default: the best measured one)")
+    option(g, "--gop-length", "gop_length")
+    option(g, "--steps", "steps")
+    option(g, "--ode-tail", "ode_tail")
+    option(g, "--gamma", "gamma")
+    option(g, "--shift", "shift")
+    option(g, "--seed", "seed")
+    option(g, "--prompt", "prompt")
+    option(g, "--residual-step", "residual_step")
+    option(g, "--anchor-quality", "anchor_quality")
+    option(g, "--anchor-codec", "anchor_codec")
     o = p.add_argument_group("output")
     o.add_argument("--format", choices=("mkv", "gvc"), help="container (default: from the output name; '-' is gvc)")
     o.add_argument("--tags", choices=("lean", "full"), default="lean",
@@ -56,12 +59,10 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(a: argparse.Namespace) -> CodecConfig:
-    return CodecConfig(
-        mode=a.mode, quality=a.quality, gop_length=a.gop_length, steps=a.steps, ode_tail=a.ode_tail,
-        gamma=a.gamma, shift=a.shift, seed=a.seed, prompt=a.prompt,
-        residual_step=a.residual_step or None, anchor_quality=a.anchor_quality, anchor_codec=a.anchor_codec,
-        codebook_span=a.codebook_span, codebook_family=a.codebook_family,
-    ).validate()
+    names = [f.name for f in fields(CodecConfig) if hasattr(a, f.name)]
+    config = CodecConfig(**{n: getattr(a, n) for n in names})
+    config.residual_step = config.residual_step or None  # 0 disables the residual
+    return config.validate()
 
 
 @contextmanager
@@ -83,21 +84,25 @@ def atomic_output(path: str):
 def run_encode(a: argparse.Namespace, source) -> dict:
     from ffmpeg_bridge.video_io import VideoReader, VideoWriter
 
+    from .gop import gop_count
     from .pipeline import encode_stream
+    from .progress import Progress
 
     config = config_from_args(a)
     if a.frames is not None and a.frames < 1:
         raise GVCError("--frames must be at least 1")
     with VideoReader(source, max_frames=a.frames) as reader, atomic_output(a.output) as out:
+        n = reader.info.frames
+        bar = Progress(total=gop_count(n, config.gop_length, config.gop_overlap) * config.steps if n else None,
+                       desc="encode", unit="step", quiet=a.quiet)
         recon = None
         if a.recon:
             i = reader.info
             recon = VideoWriter(a.recon, width=i.width, height=i.height, fps=i.fps)
         try:
-            report = encode_stream(reader, out, config, prior=a.prior, device=a.device, max_frames=a.frames,
-                                   target_kbps=a.target_kbps, recon_writer=recon, quiet=a.quiet, fmt=a.format,
-                                   tags=a.tags, dtype=a.dtype)
+            report = encode_stream(reader, out, config, on_step=bar.update, recon=recon, fmt=a.format, tags=a.tags)
         finally:
+            bar.close()
             if recon is not None:
                 recon.close()
     size = os.path.getsize(a.output) if a.output != "-" else None
@@ -116,24 +121,25 @@ def run_decode(a: argparse.Namespace, source, output) -> dict:
     from ffmpeg_bridge.video_io import VideoWriter
 
     from .pipeline import decode_stream
+    from .progress import Progress
 
+    bar = Progress(total=None, desc="decode", unit="step", quiet=a.quiet)
+    config = DecodeConfig(prior=a.prior, device=a.device, verify=not a.no_verify, dtype=a.dtype)
     with atomic_output(output) as out:
-        result = decode_stream(source, lambda h: VideoWriter(out, width=h.width, height=h.height, fps=h.fps),
-                               prior=a.prior, device=a.device, quiet=a.quiet, verify=not a.no_verify,
-                               dtype=a.dtype)
-    for p in result["problems"]:
-        print(f"gvc: warning: {p}", file=sys.stderr)
+        try:
+            report = decode_stream(source, lambda h: VideoWriter(out, width=h.width, height=h.height, fps=h.fps),
+                                   config, on_step=bar.update)
+        finally:
+            bar.close()
+    for event in report.events:
+        print(f"gvc: warning: {event}", file=sys.stderr)
     if not a.quiet:
-        print(f"decoded {result['frames']} frames in {result['gops']} GOPs", file=sys.stderr)
-    damage = [p for p in result["problems"] if not p.endswith(HASH_MISMATCH)]
-    if damage:
+        print(f"decoded {report.frames} frames in {report.gops} GOPs", file=sys.stderr)
+    if report.damage:
         # The concealed output is kept, but a damaged (truncated, CRC-failing) stream is a failure.
-        raise StreamDamagedError(f"damaged stream: {len(damage)} problem(s), concealed in the output "
-                                 f"({damage[0]})")
-    return result
-
-
-HASH_MISMATCH = "(frame hash mismatch)"  # a platform producing other frames: a warning, not damage
+        raise StreamDamagedError(f"damaged stream: {len(report.damage)} problem(s), concealed in the output "
+                                 f"({report.damage[0]})")
+    return report.as_dict()
 
 
 class StreamDamagedError(GVCError):
@@ -199,9 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_decode_options(d: argparse.ArgumentParser) -> None:
     d.add_argument("--prior", default=None, help="prior to decode with (default: the one named in the stream)")
-    d.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    d.add_argument("--device", default=DecodeConfig.device, help=f"cpu or cuda (default {DecodeConfig.device})")
     d.add_argument("--dtype", choices=DTYPE_CHOICES, default=None,
-                   help="only for streams that do not record it: transformer arithmetic (default: the stream's, else auto)")
+                   help="only for streams that do not record it: transformer arithmetic (default: the stream's)")
     d.add_argument("--no-verify", action="store_true", help="do not compare decoded frames with the encoder's hash")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
 

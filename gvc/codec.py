@@ -1,13 +1,13 @@
-"""Encoder and decoder of GVC streams: T2V, I2V and FLF2V on any flow prior (docs/method.md §3).
+"""The GOP codec of GVC streams: T2V, I2V and FLF2V on any flow prior (docs/method.md §3).
 
-The encoder turns source frames into a :class:`SequenceHeader` and one :class:`GopUnit` per GOP, and
-keeps the reconstruction it implies; the decoder replays the same sampler with the recorded noise and
-must output the encoder's reconstruction bit for bit on the same machine and device.
+:class:`GopCodec` turns a GOP's source frames into a :class:`GopUnit` and keeps the reconstruction it
+implies; decoding replays the same sampler with the recorded noise and must output the encoder's
+reconstruction bit for bit on the same machine and device. Both directions share one per-GOP context.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Iterable
 
@@ -15,14 +15,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from container.bitstream import Anchor, GopUnit, SequenceHeader, check_gop, frame_hash
+from container.bitstream import MODE_ANCHOR_ROLES, Anchor, GopUnit, SequenceHeader, check_gop, frame_hash
 from . import anchors as anchor_codec
 from .codebook import CodebookSearch, atoms, combine
 from .config import CodecConfig, codebook_size
 from .entropy.combinatorial import pack_index_sets, unpack_index_sets
 from .entropy.residual import decode_residual, encode_residual
 from .errors import BitstreamError, ParameterError, PriorMismatchError
-from .gop import GopPlan, gop_plan
+from .gop import GopPlan, codebook_sets, expected_real_frames, gop_atoms, gop_plan
 from .priors.base import Conditioning, FlowPrior
 from .sampler import SamplerConfig, sample
 
@@ -48,30 +48,13 @@ def to_uint8(frames: torch.Tensor, height: int, width: int) -> list[np.ndarray]:
     return list(x.permute(0, 2, 3, 1).cpu().numpy())
 
 
-def codebook_sets(latent_frames: int, span: int) -> list[tuple[int, int]]:
-    """Latent-frame ranges [a, b) of the codebook sets of a GOP: `span` frames each (0 = one set for all)."""
-    span = latent_frames if span == 0 else min(span, latent_frames)
-    return [(a, min(a + span, latent_frames)) for a in range(0, latent_frames, span)]
-
-
-def atoms_per_set(header_m: int, m_tail: int, tail_frames: int, m_plus_steps: int, sde_steps: int,
-                  sets: list[tuple[int, int]]) -> list[int]:
-    """M for every (SDE step, codebook set), step-major: a set holding any of the last `tail_frames` latent
-    frames gets M_tail, and the first `m_plus_steps` steps one atom more (the fine part of the rate knob)."""
-    latent_frames = sets[-1][1]
-    ms = []
-    for i in range(sde_steps):
-        extra = 1 if i < m_plus_steps else 0
-        for a, b in sets:
-            ms.append((m_tail if b > latent_frames - tail_frames else header_m) + extra)
-    return ms
-
-
 @dataclass
 class GopResult:
+    """What compressing one GOP gives: the unit to write and the frames the decoder will output."""
+
     unit: GopUnit
     frames: list[np.ndarray]  # output frames of this GOP (uint8 RGB, original size)
-    stats: dict = field(default_factory=dict)
+    residual_target: torch.Tensor | None = None  # I2V: the tail-latent residual the payload quantises
 
 
 class _GopContext:
@@ -87,7 +70,11 @@ class _GopContext:
         self.dim = self.latent_shape[0] * self.latent_shape[2] * self.latent_shape[3]  # of one latent frame
         self.sets = codebook_sets(self.latent_shape[1], header.codebook_span)
         self.seed = gop_seed(header.seed, plan.index)
-        self.sampler = SamplerConfig(header.steps, header.ode_tail, header.gamma, header.shift)
+        self.sampler = SamplerConfig.from_header(header)
+
+    def atoms(self, m: int, m_tail: int, m_plus_steps: int) -> list[int]:
+        """M of every (SDE step, codebook set), step-major."""
+        return gop_atoms(self.header, self.plan, m, m_tail, m_plus_steps)
 
     def initial_noise(self) -> torch.Tensor:
         c, f, h, w = self.latent_shape
@@ -143,7 +130,7 @@ def make_header(prior: FlowPrior, config: CodecConfig, width: int, height: int, 
         prior_sha256=prior.weights_sha256(), latent_channels=g.channels, spatial_stride=g.spatial_stride,
         temporal_stride=g.temporal_stride, steps=config.steps, ode_tail=config.ode_tail, gamma=config.gamma,
         shift=config.shift, seed=config.seed, codebook_k=codebook_size(config.quality), codebook_m=config.quality,
-        codebook_m_tail=config.m_tail, tail_latent_frames=config.tail_latent_frames if config.mode == "i2v" else 0,
+        codebook_m_tail=config.m_tail, tail_latent_frames=config.tail_frames,
         codebook_span=config.codebook_span if config.codebook_span is not None else getattr(prior, "codebook_span", 1),
         compute_dtype=getattr(prior, "compute_dtype", "fp32"), codebook_family=config.codebook_family,
     ).validate()
@@ -159,11 +146,15 @@ def check_device(prior: FlowPrior, device: torch.device) -> None:
 
 def check_supported(header: SequenceHeader, prior: FlowPrior) -> None:
     """The decoder replays the encoder's arithmetic: the prior must compute in the dtype the stream records
-    (gvc.priors.load_prior loads it so from the header)."""
-    have = getattr(prior, "compute_dtype", "fp32")
-    if have != header.compute_dtype:
-        raise PriorMismatchError(f"stream was encoded with {header.compute_dtype} transformer arithmetic, the prior "
-                                 f"computes in {have}: load it with dtype={header.compute_dtype!r}")
+    (gvc.priors.load_prior loads it so from the header). Both codebook families are implemented."""
+    have = getattr(prior, "compute_dtype", None)
+    if (have or "fp32") == header.compute_dtype:
+        return
+    if have is None:  # a prior without a choice of arithmetic
+        raise PriorMismatchError(f"stream needs {header.compute_dtype} transformer arithmetic; prior '{prior.name}' "
+                                 "computes in fp32 only")
+    raise PriorMismatchError(f"stream needs {header.compute_dtype} transformer arithmetic; the prior computes in "
+                             f"{have}: load it with dtype={header.compute_dtype!r}")
 
 
 def check_prior(prior: FlowPrior, header: SequenceHeader) -> None:
@@ -176,52 +167,60 @@ def check_prior(prior: FlowPrior, header: SequenceHeader) -> None:
         raise PriorMismatchError("prior latent geometry differs from the stream's")
 
 
-class Encoder:
-    def __init__(self, prior: FlowPrior, config: CodecConfig, *, width: int, height: int, fps: Fraction,
-                 frame_count: int | None = None, device: str | torch.device = "cpu"):
-        """frame_count may be None (a pipe of unknown length): the header then says 0 = unknown."""
-        self.prior, self.config, self.device = prior, config, torch.device(device)
+class GopCodec:
+    """Compresses and decompresses GOPs of one stream over the per-GOP context both sides share (compare
+    CompressAI's LatentCodec): ``encode(index, frames) -> GopResult(unit, frames)``, ``decode(unit) -> frames``.
+
+    The codec carries what one GOP hands to the next (I2V: its last output frame; FLF2V: its last anchor),
+    keyed by GOP index, so a GOP can be encoded again (rate control) without disturbing the chain.
+    """
+
+    def __init__(self, prior: FlowPrior, header: SequenceHeader, device: str | torch.device = "cpu",
+                 config: CodecConfig | None = None):
+        """A decoder for `header`; with the `config` the header was made from (see :meth:`for_encoding`), also an encoder."""
+        self.prior, self.header, self.config, self.device = prior, header, config, torch.device(device)
+        check_supported(header, prior)
+        if config is None:
+            check_prior(prior, header)
         check_device(prior, self.device)
-        self.header = make_header(prior, config, width, height, fps, frame_count)
-        self._last_output: np.ndarray | None = None  # I2V chaining / FLF2V boundary anchor
+        self._carry: dict[int, np.ndarray | None] = {}
         self._searches: dict[tuple[int, int], CodebookSearch] = {}
 
-    def plan(self, index: int, real_frames: int) -> GopPlan:
-        return gop_plan(index, real_frames, self.header.gop_length, self.header.gop_overlap, self.prior.geometry)
+    @classmethod
+    def for_encoding(cls, prior: FlowPrior, config: CodecConfig, *, width: int, height: int, fps: Fraction,
+                     frame_count: int | None = None, device: str | torch.device = "cpu") -> "GopCodec":
+        """frame_count may be None (a pipe of unknown length): the header then says 0 = unknown."""
+        check_device(prior, torch.device(device))
+        return cls(prior, make_header(prior, config, width, height, fps, frame_count), device, config)
 
-    def encode_gop(self, index: int, frames: list[np.ndarray], *, m: int | None = None, m_plus_steps: int = 0,
-                   residual_step: float | None | str = "config", progress: Callable[[int], None] | None = None) -> GopResult:
+    def plan(self, index: int, real_frames: int) -> GopPlan:
+        h = self.header
+        return gop_plan(index, real_frames, h.gop_length, h.gop_overlap, self.prior.geometry)
+
+    # -- compress ------------------------------------------------------------------------------------
+    def encode(self, index: int, frames: list[np.ndarray], *, m: int | None = None, m_plus_steps: int = 0,
+               progress: Callable[[int], None] | None = None) -> GopResult:
         """Encode GOP `index` from its source frames (the boundary frame shared with the previous GOP included)."""
         cfg, h = self.config, self.header
+        if cfg is None:
+            raise ParameterError("this GopCodec decodes only: make it with GopCodec.for_encoding to encode")
         plan = self.plan(index, len(frames))
         m = m or cfg.quality
-        k = codebook_size(m)
-        m_tail = cfg.tail_atoms(m)
-        if residual_step == "config":
-            residual_step = cfg.residual_step
+        k, m_tail = codebook_size(m), cfg.tail_atoms(m)
         padded = frames + [frames[-1]] * (plan.length - plan.real_frames)
         ctx = _GopContext(self.prior, h, plan, self.device)
         x0 = self.prior.encode(to_tensor(padded, self.prior.geometry.spatial_stride, self.device))
-
-        anchors, first, last = [], None, None
-        quality = cfg.anchor_quality
-        codec = cfg.anchor_codec
-        if cfg.mode != "t2v":
-            if plan.index == 0:
-                cid, data = anchor_codec.encode_anchor(frames[0], **_codec_kw(codec), quality=quality)
-                anchors.append(Anchor("first", cid, data))
-                first = anchor_codec.decode_anchor(cid, data)
-            else:
-                first = self._last_output
-        if cfg.mode == "flf2v" and plan.length > 1:
-            cid, data = anchor_codec.encode_anchor(padded[-1], **_codec_kw(codec), quality=quality)
-            anchors.append(Anchor("last", cid, data))
-            last = anchor_codec.decode_anchor(cid, data)
-        cond = ctx.conditioning(first, last, cfg.prompt)
-
-        n_sets = len(ctx.sets)
-        tail = h.tail_latent_frames if cfg.mode == "i2v" else 0
-        ms = atoms_per_set(m, m_tail, tail, m_plus_steps, ctx.sampler.sde_steps, ctx.sets)
+        sources = {"first": frames[0], "last": padded[-1]}
+        anchors = [Anchor(role, *anchor_codec.encode_anchor(sources[role], **_codec_kw(cfg.anchor_codec),
+                                                            quality=cfg.anchor_quality))
+                   for role in self._anchor_roles(plan)]
+        unit = GopUnit(
+            gop_index=plan.index, first_frame=plan.first_frame, frame_count=plan.real_frames,
+            codebook_k=k, codebook_m=m, codebook_m_tail=m_tail, m_plus_steps=m_plus_steps,
+            keyframe=h.mode == "t2v" or plan.index == 0, prompt=cfg.prompt if h.mode == "t2v" else None,
+            anchors=anchors, indices=b"")
+        first, last = self._references(plan, unit)
+        n_sets, ms = len(ctx.sets), ctx.atoms(m, m_tail, m_plus_steps)
         chosen: list[tuple[list[int], list[bool]]] = []
 
         def noise(step: int, x: torch.Tensor, u: torch.Tensor, t: float) -> torch.Tensor:
@@ -233,92 +232,96 @@ class Encoder:
             chosen.extend((idx.tolist(), sgn.tolist()) for idx, sgn in picks)
             return ctx.noise_from_sets(step, picks)
 
-        x = sample(self.prior, ctx.initial_noise(), cond, ctx.sampler, noise, progress)
-        residual = None
-        if cfg.mode == "i2v" and residual_step is not None:
-            residual = encode_residual((x0[:, -1] - x[:, -1]).cpu(), residual_step)
-            x = _apply_residual(x, residual)
-        out = ctx.decode_frames(x, first, last)
-        self._last_output = out[-1] if cfg.mode == "i2v" else last
-        unit = GopUnit(
-            gop_index=plan.index, first_frame=plan.first_frame, frame_count=plan.real_frames,
-            codebook_k=k, codebook_m=m, codebook_m_tail=m_tail, m_plus_steps=m_plus_steps,
-            keyframe=cfg.mode == "t2v" or plan.index == 0, prompt=cfg.prompt if cfg.mode == "t2v" else None,
-            anchors=anchors, indices=pack_index_sets(chosen, k, ms), residual=residual, frame_hash=frame_hash(out),
-        )
-        stats = {"gop": plan.index, "frames": len(out), "bytes": len(unit.to_bytes()),
-                 "index_bytes": len(unit.indices), "anchor_bytes": sum(len(a.data) for a in anchors),
-                 "residual_bytes": len(residual or b""), "m": m, "k": k, "m_tail": m_tail}
-        return GopResult(unit, out, stats)
+        x = self._sample(ctx, first, last, unit, noise, progress)
+        target = None
+        if h.mode == "i2v" and cfg.residual_step is not None:
+            target = (x0[:, -1] - x[:, -1]).cpu()
+            unit.residual = encode_residual(target, cfg.residual_step)
+        unit.indices = pack_index_sets(chosen, k, ms)
+        out = self._finish(ctx, x, unit.residual, first, last)
+        unit.frame_hash = frame_hash(out)
+        return GopResult(unit, out, target)
 
     def _search(self, k: int, dim: int) -> CodebookSearch:
         if (k, dim) not in self._searches:
             self._searches[(k, dim)] = CodebookSearch(k, dim, device=self.device, family=self.header.codebook_family)
         return self._searches[(k, dim)]
 
+    def _anchor_roles(self, plan: GopPlan) -> list[str]:
+        """Anchors a GOP unit carries, of those its mode allows: the first frame in GOP 0, the last in a GOP of 2+ frames."""
+        return [role for role in MODE_ANCHOR_ROLES[self.header.mode]
+                if (plan.index == 0 if role == "first" else plan.length > 1)]
 
-def _codec_kw(codec) -> dict:
-    return {} if codec is None else {"codec": codec}
-
-
-def _apply_residual(x: torch.Tensor, payload: bytes) -> torch.Tensor:
-    r = decode_residual(payload).to(x.device)
-    if r.shape != x[:, -1].shape:
-        raise BitstreamError(f"residual shape {tuple(r.shape)} does not match the latent frame {tuple(x[:, -1].shape)}")
-    x = x.clone()
-    x[:, -1] += r
-    return x
-
-
-class Decoder:
-    def __init__(self, prior: FlowPrior, header: SequenceHeader, device: str | torch.device = "cpu"):
-        check_supported(header, prior)
-        check_prior(prior, header)
-        self.prior, self.header, self.device = prior, header, torch.device(device)
-        check_device(prior, self.device)
-        self._last_output: np.ndarray | None = None
-
-    def plan(self, index: int, real_frames: int) -> GopPlan:
-        return gop_plan(index, real_frames, self.header.gop_length, self.header.gop_overlap, self.prior.geometry)
-
-    def decode_gop(self, unit: GopUnit, progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
-        h = self.header
-        check_gop(unit, h)
+    # -- decompress ----------------------------------------------------------------------------------
+    def decode(self, unit: GopUnit, progress: Callable[[int], None] | None = None, *,
+               residual: torch.Tensor | None = None) -> list[np.ndarray]:
+        """The frames GOP `unit` outputs. `residual` replaces the unit's residual payload by a latent (studies)."""
+        check_gop(unit, self.header)
         plan = self.plan(unit.gop_index, unit.frame_count)
-        ctx = _GopContext(self.prior, h, plan, self.device)
-        anchors = {a.role: anchor_codec.decode_anchor(a.codec, a.data, size=(h.width, h.height)) for a in unit.anchors}
-        first = last = None
-        if h.mode != "t2v":
-            first = anchors.get("first") if plan.index == 0 else self._last_output
-            if first is None:
-                raise BitstreamError(f"GOP {plan.index} has no first anchor (previous GOP missing?)")
-        if h.mode == "flf2v" and plan.length > 1:
-            last = anchors.get("last")
-            if last is None:
-                raise BitstreamError(f"GOP {plan.index} lacks its last anchor")
-        cond = ctx.conditioning(first, last, unit.prompt or "")
+        ctx = _GopContext(self.prior, self.header, plan, self.device)
+        first, last = self._references(plan, unit)
         n_sets = len(ctx.sets)
-        ms = atoms_per_set(unit.codebook_m, unit.codebook_m_tail, h.tail_latent_frames, unit.m_plus_steps,
-                           ctx.sampler.sde_steps, ctx.sets)
-        sets = unpack_index_sets(unit.indices, unit.codebook_k, ms)
+        sets = unpack_index_sets(unit.indices, unit.codebook_k, ctx.atoms(unit.codebook_m, unit.codebook_m_tail, unit.m_plus_steps))
 
         def noise(step: int, x: torch.Tensor, u: torch.Tensor, t: float) -> torch.Tensor:
             picks = sets[step * n_sets:(step + 1) * n_sets]
             return ctx.noise_from_sets(step, [(torch.tensor(i), torch.tensor(g)) for i, g in picks])
 
-        x = sample(self.prior, ctx.initial_noise(), cond, ctx.sampler, noise, progress)
-        if unit.residual is not None:
-            x = _apply_residual(x, unit.residual)
+        x = self._sample(ctx, first, last, unit, noise, progress)
+        return self._finish(ctx, x, unit.residual if residual is None else residual, first, last)
+
+    def conceal(self, index: int) -> list[np.ndarray]:
+        """Frames standing in for a damaged GOP: the frame the previous GOP handed on, repeated (grey if none)."""
+        h = self.header
+        plan = self.plan(index, expected_real_frames(index, h.frame_count, h.gop_length, h.gop_overlap))
+        fill = self._carry.get(index - 1)
+        if fill is None:
+            fill = np.full((h.height, h.width, 3), 128, np.uint8)
+        self._hand_on(index, fill)
+        return [fill] * (plan.real_frames - plan.output_from)
+
+    # -- both sides ----------------------------------------------------------------------------------
+    def _references(self, plan: GopPlan, unit: GopUnit) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The decoded first and last reference frames a GOP is conditioned on (identical on both sides)."""
+        h = self.header
+        mode = h.mode
+        images = {a.role: anchor_codec.decode_anchor(a.codec, a.data, size=(h.width, h.height)) for a in unit.anchors}
+        first = last = None
+        if mode != "t2v":
+            first = images.get("first") if plan.index == 0 else self._carry.get(plan.index - 1)
+            if first is None:
+                raise BitstreamError(f"GOP {plan.index} has no first anchor (previous GOP missing?)")
+        if mode == "flf2v" and plan.length > 1:
+            last = images.get("last")
+            if last is None:
+                raise BitstreamError(f"GOP {plan.index} lacks its last anchor")
+        return first, last
+
+    def _sample(self, ctx: _GopContext, first, last, unit: GopUnit, noise, progress) -> torch.Tensor:
+        cond = ctx.conditioning(first, last, unit.prompt or "")
+        return sample(self.prior, ctx.initial_noise(), cond, ctx.sampler, noise, progress)
+
+    def _finish(self, ctx: _GopContext, x: torch.Tensor, residual: bytes | torch.Tensor | None, first, last) -> list[np.ndarray]:
+        """Add the tail residual, decode the latents to output frames and hand the chain frame on."""
+        if residual is not None:
+            x = _apply_residual(x, decode_residual(residual) if isinstance(residual, bytes) else residual)
         out = ctx.decode_frames(x, first, last)
-        self._last_output = out[-1] if h.mode == "i2v" else last
+        self._hand_on(ctx.plan.index, out[-1] if self.header.mode == "i2v" else last)
         return out
 
-    def conceal_gop(self, gop_index: int) -> list[np.ndarray]:
-        """Frames standing in for a damaged GOP: the last good frame repeated (grey if none)."""
-        h = self.header
-        step = h.gop_length - h.gop_overlap
-        real = h.gop_length if not h.frame_count else max(1, min(h.gop_length, h.frame_count - gop_index * step))
-        plan = self.plan(gop_index, real)
-        fill = self._last_output if self._last_output is not None else np.full((self.header.height, self.header.width, 3), 128, np.uint8)
-        self._last_output = fill
-        return [fill] * (plan.real_frames - plan.output_from)
+    def _hand_on(self, index: int, frame: np.ndarray | None) -> None:
+        self._carry = {i: f for i, f in self._carry.items() if i == index - 1}
+        self._carry[index] = frame
+
+
+def _codec_kw(codec) -> dict:
+    return {} if codec is None else {"codec": codec}
+
+
+def _apply_residual(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    r = r.to(x.device)
+    if r.shape != x[:, -1].shape:
+        raise BitstreamError(f"residual shape {tuple(r.shape)} does not match the latent frame {tuple(x[:, -1].shape)}")
+    x = x.clone()
+    x[:, -1] += r
+    return x

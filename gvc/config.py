@@ -1,16 +1,30 @@
-"""Codec parameters: the quality ladder and the per-stream configuration (a plain dataclass)."""
+"""Every codec default and limit, in one place (compare diffusers' ``register_to_config``).
+
+:class:`CodecConfig` is the single source: each field carries its default, its allowed range or choices
+and its help text. The command line builds its options from these fields (:func:`option`), the sampler
+and the header builder take their values from a config, and the tools construct one. Limits that the
+bitstream itself imposes (modes, GOP length, prompt size) are read from the spec in ``container/``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field, fields
 
+from container.bitstream import MAX_GOP_LENGTH, MAX_PROMPT_BYTES
+from container.bitstream import CODEBOOK_FAMILIES as _WIRE_FAMILIES
+from container.bitstream import MODES as _WIRE_MODES
+
+from .dtypes import DTYPE_CHOICES
 from .errors import ParameterError
 
-# --quality is M, the atoms chosen per (SDE step, latent frame); the codebook size K follows this
+CODEBOOK_FAMILIES = tuple(_WIRE_FAMILIES)  # gaussian, hadamard: the header's enum (gvc.codebook implements both)
+
+MODES = tuple(_WIRE_MODES)  # names from the bitstream's mode enum: t2v, i2v, flf2v
+
+# --quality is M, the atoms chosen per (SDE step, codebook set); the codebook size K follows this
 # ladder (docs/method.md §2: the reference sweeps (8, 256) ... (64, 16384) ... (256, 65536)).
 K_LADDER = ((1, 16), (2, 64), (4, 128), (8, 256), (16, 1024), (32, 4096), (64, 16384), (128, 32768), (256, 65536))
-MAX_QUALITY = 256
-MODES = ("t2v", "i2v", "flf2v")
+MAX_QUALITY = K_LADDER[-1][0]
 
 
 def codebook_size(m: int) -> int:
@@ -20,53 +34,58 @@ def codebook_size(m: int) -> int:
     return next(k for rung, k in K_LADDER if rung >= m)
 
 
+def setting(default, help: str, *, lo=None, hi=None, choices=None, what: str | None = None):
+    """A config field: its default, its range [lo, hi] or choices, and the text the CLI shows."""
+    return field(default=default, metadata={"help": help, "lo": lo, "hi": hi, "choices": choices, "what": what})
+
+
 @dataclass
 class CodecConfig:
-    mode: str = "i2v"
-    quality: int = 8  # M
-    tail_quality: int | None = None  # M_tail for the last latent frames in I2V; default 2·M
-    tail_latent_frames: int = 2
-    gop_length: int = 33
-    steps: int = 20
-    ode_tail: int = 3
-    gamma: float = 3.0
-    shift: float = 3.0
-    seed: int = 0
-    residual_step: float | None = 0.35  # I2V tail-latent residual quantiser step; None = no residual
-    anchor_codec: str | int | None = None  # None = the default of gvc.anchors
-    anchor_quality: float = 50.0
-    prompt: str = ""
-    codebook_span: int | None = None  # latent frames per codebook set, 0 = whole GOP; None = the prior's default
-    codebook_family: str = "gaussian"  # "gaussian" (GVC-CB1) or "hadamard" (structured, O(D log D) search)
+    """What an encode is: codec parameters plus the prior, device and rate target that run it."""
+
+    mode: str = setting("i2v", "t2v: indices only; i2v: coded first frame, GOPs chained; flf2v: first+last anchors",
+                        choices=MODES)
+    quality: int = setting(8, "atoms per step and codebook set M, the bitrate knob (K follows a fixed ladder)",
+                           lo=1, hi=MAX_QUALITY, what="quality (atoms per step)")
+    tail_quality: int | None = setting(None, "M_tail for I2V's last latent frames (default: 2·M, below K)",
+                                       lo=1, hi=MAX_QUALITY, what="tail quality")
+    tail_latent_frames: int = setting(2, "I2V latent frames at the end of a GOP that get M_tail atoms", lo=0, hi=255)
+    gop_length: int = setting(33, "frames per GOP (must be valid for the prior)", lo=1, hi=MAX_GOP_LENGTH,
+                              what="GOP length")
+    steps: int = setting(20, "sampling steps", lo=1, hi=200)
+    ode_tail: int = setting(3, "final steps without noise, carrying no bits (below steps)", lo=0, hi=199)
+    gamma: float = setting(3.0, "SDE diffusion scale γ", lo=0.0, hi=10.0)
+    shift: float = setting(3.0, "timestep shift", lo=0.1, hi=20.0)
+    seed: int = setting(0, "codebook and initial-noise seed", lo=0, hi=2**32 - 1)
+    residual_step: float | None = setting(0.35, "I2V tail-latent residual quantiser step; 0 disables the residual",
+                                          lo=1e-3, hi=100.0, what="residual step")
+    anchor_codec: str | int | None = setting(None, "anchor image codec (default: the best measured one)")
+    anchor_quality: float = setting(50.0, "anchor image quality", lo=0.0, hi=100.0, what="anchor quality")
+    prompt: str = setting("", "T2V text prompt stored in the stream")
+    codebook_span: int | None = setting(None, "latent frames per codebook set, 0 = one set for the whole GOP "
+                                              "(default: the prior's)", lo=0, hi=MAX_GOP_LENGTH, what="codebook span")
+    codebook_family: str = setting("gaussian", "codebook atoms: gaussian, or hadamard (signed, scrambled Walsh-Hadamard "
+                                               "rows: O(D log D) search)", choices=CODEBOOK_FAMILIES)
+    prior: str = setting("default", "'default', 'analytic', a shipped prior's name or a local weights folder")
+    device: str = setting("cpu", "cpu or cuda")
+    dtype: str = setting("auto", "transformer arithmetic of Wan priors (auto: bf16 on CUDA, fp32 on CPU); the stream "
+                                 "records it", choices=DTYPE_CHOICES)
+    target_kbps: float | None = setting(None, "choose the knob per GOP to hit this bitrate at the input's frame rate",
+                                        lo=0.01, hi=1e6, what="target bitrate (kbps)")
 
     def validate(self) -> "CodecConfig":
-        if self.mode not in MODES:
-            raise ParameterError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        codebook_size(self.quality)
-        if self.tail_quality is not None:
-            codebook_size(self.tail_quality)
-        if not 2 <= self.gop_length <= 1025:
-            raise ParameterError(f"GOP length must be in 2..1025, got {self.gop_length}")
-        from .sampler import SamplerConfig
-
-        SamplerConfig(self.steps, self.ode_tail, self.gamma, self.shift)  # validates them
-        if not 0 <= self.seed < 2**32:
-            raise ParameterError(f"seed must be in 0..2^32-1, got {self.seed}")
-        if self.residual_step is not None and not 1e-3 <= self.residual_step <= 100:
-            raise ParameterError(f"residual step must be in [0.001, 100], got {self.residual_step}")
-        if not 0 <= self.anchor_quality <= 100:
-            raise ParameterError(f"anchor quality must be in 0..100, got {self.anchor_quality}")
-        if self.codebook_family not in ("gaussian", "hadamard"):
-            raise ParameterError(f"codebook family must be gaussian or hadamard, got {self.codebook_family!r}")
-        if self.codebook_span is not None and not 0 <= self.codebook_span <= 1025:
-            raise ParameterError(f"codebook span must be in 0..1025 (0 = whole GOP), got {self.codebook_span}")
-        if len(self.prompt.encode()) > 4096:
-            raise ParameterError("prompt longer than 4096 bytes")
+        for f in fields(self):
+            check(f.name, getattr(self, f.name))
+        if self.mode != "t2v" and self.gop_length < 2:  # I2V/FLF2V GOPs share a boundary frame
+            raise ParameterError(f"GOP length must be in 2..{MAX_GOP_LENGTH} in {self.mode}, got {self.gop_length}")
+        check_sampler(self.steps, self.ode_tail, self.gamma, self.shift)
+        if len(self.prompt.encode()) > MAX_PROMPT_BYTES:
+            raise ParameterError(f"prompt longer than {MAX_PROMPT_BYTES} bytes")
         return self
 
     def tail_atoms(self, m: int) -> int:
-        """M_tail for base M (the one rule: header and every GOP unit use it). I2V's adaptive allocation gives
-        the last latent frames twice the atoms, at most K − 1; --tail-quality overrides it at the base M."""
+        """M_tail for base M (header and every GOP unit): I2V's adaptive allocation gives the last latent
+        frames twice the atoms, below K; the other modes use M everywhere."""
         if self.mode != "i2v":
             return m
         if self.tail_quality is not None and m == self.quality:
@@ -78,5 +97,72 @@ class CodecConfig:
         return self.tail_atoms(self.quality)
 
     @property
+    def tail_frames(self) -> int:
+        """Latent frames that get M_tail: only I2V has a tail."""
+        return self.tail_latent_frames if self.mode == "i2v" else 0
+
+    @property
     def gop_overlap(self) -> int:
+        """Source frames shared by consecutive GOPs: the boundary anchor of I2V and FLF2V."""
         return 0 if self.mode == "t2v" else 1
+
+
+def _field(name: str):
+    return next(f for f in fields(CodecConfig) if f.name == name)
+
+
+def default(name: str):
+    """The default of a config field."""
+    f = _field(name)
+    return f.default if f.default is not MISSING else f.default_factory()
+
+
+def limits(name: str) -> tuple:
+    """(lo, hi) of a numeric config field."""
+    m = _field(name).metadata
+    return m["lo"], m["hi"]
+
+
+def help_text(name: str) -> str:
+    """The help of a config field with its range and default, as the CLI shows it."""
+    m = _field(name).metadata
+    parts = [m["help"]]
+    if m["lo"] is not None:
+        parts.append(f"{_num(m['lo'])}..{_num(m['hi'])}")
+    d = default(name)
+    if d is not None and d != "":
+        parts.append(f"default {d}")
+    return "; ".join(parts)
+
+
+def check(name: str, value) -> None:
+    """Raise ParameterError when `value` is outside the field's range or choices (None = unset is allowed)."""
+    m = _field(name).metadata
+    if value is None:
+        return
+    if m["choices"] is not None and value not in m["choices"]:
+        raise ParameterError(f"{name} must be one of {', '.join(m['choices'])}, got {value!r}")
+    if m["lo"] is not None and not m["lo"] <= value <= m["hi"]:
+        raise ParameterError(f"{m['what'] or name} must be in {_num(m['lo'])}..{_num(m['hi'])}, got {_num(value)}")
+
+
+def _num(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def check_sampler(steps: int, ode_tail: int, gamma: float, shift: float) -> None:
+    """The sampler's parameters (also read back from a stream header) within the config's limits."""
+    for name, value in (("steps", steps), ("gamma", gamma), ("shift", shift)):
+        check(name, value)
+    if not 0 <= ode_tail < steps:
+        raise ParameterError(f"ode_tail must be in 0..steps-1, got {ode_tail}")
+
+
+@dataclass
+class DecodeConfig:
+    """What a decode needs beyond the stream: where to run and which prior weights to use."""
+
+    prior: str | None = None  # None: the one named in the stream
+    device: str = "cpu"
+    verify: bool = True  # compare the decoded frames with the encoder's frame hash
+    dtype: str | None = None  # only for streams that do not record it (the header's compute_dtype wins)

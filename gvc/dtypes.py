@@ -1,7 +1,7 @@
-"""Names of the arithmetic a prior's network computes in (no torch import: the CLI parser uses them).
+"""Names of the arithmetic a prior's network computes in, from the sequence header's ``compute_dtype`` enum
+(docs/bitstream.md); the position in COMPUTE_DTYPES is the enum value."""
 
-The position in COMPUTE_DTYPES is the sequence header's ``compute_dtype`` id (docs/bitstream.md).
-"""
+from container.bitstream import COMPUTE_DTYPES as _WIRE_DTYPES
 
-COMPUTE_DTYPES = ("fp32", "bf16", "fp16")
+COMPUTE_DTYPES = tuple(sorted(_WIRE_DTYPES, key=_WIRE_DTYPES.get))  # fp32, bf16, fp16
 DTYPE_CHOICES = ("auto", *COMPUTE_DTYPES)  # auto: bf16 on CUDA, fp32 elsewhere

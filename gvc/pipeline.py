@@ -1,30 +1,100 @@
-"""Whole-sequence encode and decode: frames in, stream out, and back; what the CLIs call.
+"""Whole-sequence encode and decode, the library API the CLIs and the tools call.
 
-Memory stays bounded to one GOP in flight: frames are read GOP by GOP and written as soon as they
-are decoded.
+    report = encode_stream(source, "out.mkv", CodecConfig(mode="i2v", quality=8), on_gop=print)
+    report = decode_stream("out.mkv", lambda header: writer, DecodeConfig(), on_gop=print)
+
+The pipeline only reads frames, carries the boundary frame between GOPs, rate-controls and writes; the
+GOP codec (gvc.codec.GopCodec) does the coding. Each finished GOP is reported to ``on_gop`` as a
+:class:`GopRecord`. Memory stays bounded to one GOP in flight: frames are read GOP by GOP and written as
+soon as they are coded.
 """
 
 from __future__ import annotations
 
+import enum
 import time
-from dataclasses import dataclass, field
-from fractions import Fraction
-from typing import Iterator
+from dataclasses import dataclass, field, fields
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
+import torch
 
 from container.bitstream import GopUnit, SequenceHeader, frame_hash
 from container.io import StreamReader, StreamWriter
-from .metrics import psnr
-from . import __version__
-from .codec import Decoder, Encoder, GopResult
-from .config import CodecConfig
+from ._version import __version__
+from .codec import GopCodec, GopResult
+from .config import CodecConfig, DecodeConfig
 from .errors import BitstreamError, ParameterError
-from .progress import Progress
+from .metrics import psnr
 from .priors import load_prior
 from .ratecontrol import choose, settings
 
 CONTAINER_OVERHEAD_PER_GOP = 40  # Matroska block, cluster and cue bytes per GOP (estimate for rate control)
+
+
+class Problem(enum.Enum):
+    """What can go wrong in a stream while decoding it."""
+
+    CORRUPT_UNIT = "corrupt unit"  # framing or CRC damaged: the unit is skipped
+    MISSING = "missing"  # a GOP is absent: concealed
+    UNDECODABLE = "undecodable"  # a GOP unit parsed but cannot be decoded: concealed
+    OUT_OF_ORDER = "out of order"  # a GOP came after a later one: skipped
+    HASH_MISMATCH = "hash mismatch"  # decoded frames differ from the encoder's (another platform): a warning
+
+
+@dataclass(frozen=True)
+class DecodeEvent:
+    problem: Problem
+    gop: int | None  # None: a corrupt unit whose GOP is unknown
+    message: str
+
+    @property
+    def is_damage(self) -> bool:
+        """Damage loses pictures (concealed or skipped); a hash mismatch is a platform difference."""
+        return self.problem is not Problem.HASH_MISMATCH
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class GopRecord:
+    """One GOP as coded or decoded: what ``on_gop`` receives and the stats JSON lists."""
+
+    gop: int
+    first_frame: int  # first output frame of the GOP in the sequence
+    frames: int  # output frames
+    bytes: int  # as written (container framing included) when encoding; the unit's bytes when decoding
+    index_bytes: int = 0
+    anchor_bytes: int = 0
+    residual_bytes: int = 0
+    m: int = 0
+    k: int = 0
+    m_tail: int = 0
+    m_plus_steps: int = 0
+    psnr: float | None = None  # mean over the GOP's output frames, when the source is known (encoding)
+    damage: DecodeEvent | None = None  # decoding: why this GOP was concealed
+    matches_encoder: bool | None = None  # decoding with verification: frame hash equal to the encoder's
+    residual_target: torch.Tensor | None = field(default=None, repr=False)  # encoding: the unquantised I2V residual
+
+    @property
+    def framing_bytes(self) -> int:
+        """Bytes other than the payloads: GOP unit fields, unit framing and container framing."""
+        return self.bytes - self.index_bytes - self.anchor_bytes - self.residual_bytes
+
+    @classmethod
+    def of_unit(cls, unit: GopUnit, first_frame: int, frames: int, nbytes: int, **kw) -> "GopRecord":
+        return cls(gop=unit.gop_index, first_frame=first_frame, frames=frames, bytes=nbytes,
+                   index_bytes=len(unit.indices), anchor_bytes=sum(len(a.data) for a in unit.anchors),
+                   residual_bytes=len(unit.residual or b""), m=unit.codebook_m, k=unit.codebook_k,
+                   m_tail=unit.codebook_m_tail, m_plus_steps=unit.m_plus_steps, **kw)
+
+    def as_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("residual_target", "damage")}
+        d["framing_bytes"] = self.framing_bytes
+        if self.damage is not None:
+            d["damage"] = {"problem": self.damage.problem.value, "message": self.damage.message}
+        return d
 
 
 @dataclass
@@ -34,7 +104,7 @@ class EncodeReport:
     bytes: int = 0
     seconds: float = 0.0
     psnr_sum: float = 0.0  # PSNR is the mean of per-frame PSNRs (RGB, 8 bit)
-    gops: list[dict] = field(default_factory=list)
+    gops: list[GopRecord] = field(default_factory=list)
 
     def as_dict(self, path_bytes: int | None = None) -> dict:
         h = self.header
@@ -48,78 +118,83 @@ class EncodeReport:
             "bpp": bits / pixels, "kbps": bits / seconds_of_video / 1000 if seconds_of_video else 0.0,
             "encode_seconds": round(self.seconds, 3),
             "psnr": self.psnr_sum / max(self.frames, 1),
-            "gops": self.gops,
+            "gops": [g.as_dict() for g in self.gops],
         }
 
 
-def _read(reader_iter: Iterator[np.ndarray], n: int) -> list[np.ndarray]:
+@dataclass
+class DecodeReport:
+    header: SequenceHeader
+    frames: int = 0
+    gops: int = 0
+    events: list[DecodeEvent] = field(default_factory=list)
+
+    @property
+    def damage(self) -> list[DecodeEvent]:
+        return [e for e in self.events if e.is_damage]
+
+    def as_dict(self) -> dict:
+        return {"frames": self.frames, "gops": self.gops, "problems": [str(e) for e in self.events], "header": self.header}
+
+
+OnGop = Callable[[GopRecord], None]
+OnStep = Callable[[int], None]
+
+
+def _read(frames: Iterator[np.ndarray], n: int) -> list[np.ndarray]:
     out = []
     for _ in range(n):
-        f = next(reader_iter, None)
+        f = next(frames, None)
         if f is None:
             break
         out.append(f)
     return out
 
 
-def encode_stream(reader, out_path, config: CodecConfig, *, prior="default", device="cpu", max_frames=None,
-                  target_kbps: float | None = None, recon_writer=None, quiet=False, fmt=None, tags="lean",
-                  dtype: str | None = None) -> EncodeReport:
-    """Encode frames from a VideoReader (ffmpeg_bridge.video_io) into out_path (.mkv or .gvc or '-');
-    ``tags="full"`` writes the encoder and its settings as Matroska tags (see container.io.TAG_LEVELS).
-    ``dtype``: the Wan transformer's arithmetic (gvc.dtypes; 'auto' = bf16 on CUDA), recorded in the header."""
-    info = reader.info
-    total = info.frames
-    if max_frames is not None and total is not None:
-        total = min(total, max_frames)
-    prior_obj = load_prior(prior, device=device, dtype=dtype)
-    enc = Encoder(prior_obj, config, width=info.width, height=info.height, fps=info.fps, frame_count=total, device=device)
-    h = enc.header
-    tag_values = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": _settings_string(config, prior_obj.name, target_kbps)}
+def encode_stream(source, out, config: CodecConfig, *, on_gop: OnGop | None = None, on_step: OnStep | None = None,
+                  recon=None, fmt: str | None = None, tags: str = "lean") -> EncodeReport:
+    """Encode the frames of `source` (an object with ``info`` (width, height, fps, frames or None) that iterates
+    uint8 RGB frames, e.g. a ffmpeg_bridge VideoReader) into `out` (.mkv, .gvc, '-' or a
+    binary file). `recon` (write(frame)) receives the reconstruction, `on_step` every sampler step; ``tags="full"``
+    writes the encoder and its settings as Matroska tags (see container.io.TAG_LEVELS)."""
+    info = source.info
+    codec = GopCodec.for_encoding(load_prior(config.prior, device=config.device, dtype=config.dtype), config, width=info.width,
+                                  height=info.height, fps=info.fps, frame_count=info.frames, device=config.device)
+    h = codec.header
+    tag_values = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": settings_string(config, codec.prior.name)}
     report = EncodeReport(h)
-    frames_left = max_frames
-    src = iter(reader)
-    step = h.gop_length - h.gop_overlap
+    frames_in = iter(source)
     carry: list[np.ndarray] = []
     t0 = time.perf_counter()
-    est_gops = -(-max(total - h.gop_overlap, 1) // step) if total else None
-    bar = Progress(total=est_gops * h.steps if est_gops else None, desc="encode", unit="step", quiet=quiet)
-    rc = _RateController(enc, target_kbps) if target_kbps else None
-    with StreamWriter(out_path, h, tags=tag_values, fmt=fmt, tag_level=tags) as writer:
-        if rc:
-            rc.spent_bits = 8 * writer.bytes_written
+    with StreamWriter(out, h, tags=tag_values, fmt=fmt, tag_level=tags) as writer:
+        rc = _RateController(codec, config.target_kbps, writer.bytes_written) if config.target_kbps else None
         index = 0
         while True:
-            want = h.gop_length - len(carry)
-            if frames_left is not None:
-                want = min(want, frames_left)
-            new = _read(src, want)
-            if frames_left is not None:
-                frames_left -= len(new)
+            new = _read(frames_in, h.gop_length - len(carry))
             if not new:
                 break
             frames = carry + new
-            res = rc.encode(index, frames, bar.update) if rc else enc.encode_gop(index, frames, progress=bar.update)
-            plan = enc.plan(index, len(frames))
+            res = rc.encode(index, frames, on_step) if rc else codec.encode(index, frames, progress=on_step)
+            plan = codec.plan(index, len(frames))
             nbytes = writer.write(res.unit, plan.first_frame + plan.output_from, len(res.frames))
-            src_out = frames[plan.output_from:]
-            frame_psnrs = [psnr(a, b) for a, b in zip(src_out, res.frames)]
-            report.psnr_sum += sum(frame_psnrs)
-            if recon_writer is not None:
+            frame_psnrs = [psnr(a, b) for a, b in zip(frames[plan.output_from:], res.frames)]
+            if recon is not None:
                 for f in res.frames:
-                    recon_writer.write(f)
+                    recon.write(f)
+            record = GopRecord.of_unit(res.unit, report.frames, len(res.frames), nbytes,
+                                       psnr=sum(frame_psnrs) / len(frame_psnrs), residual_target=res.residual_target)
             report.frames += len(res.frames)
             report.bytes += nbytes
-            res.stats["bytes"] = nbytes
-            res.stats["psnr"] = sum(frame_psnrs) / len(frame_psnrs)
-            report.gops.append(res.stats)
+            report.psnr_sum += sum(frame_psnrs)
+            report.gops.append(record)
+            if on_gop is not None:
+                on_gop(record)
             if rc:
                 rc.spent(writer.bytes_written, len(res.frames))
             carry = frames[-h.gop_overlap:] if h.gop_overlap else []
             index += 1
             if len(frames) < h.gop_length:
                 break
-    bar.close()
     report.seconds = time.perf_counter() - t0
     report.bytes += len(h.to_bytes())
     if report.frames == 0:
@@ -127,22 +202,21 @@ def encode_stream(reader, out_path, config: CodecConfig, *, prior="default", dev
     return report
 
 
-def _settings_string(c: CodecConfig, prior: str, target_kbps) -> str:
+def settings_string(c: CodecConfig, prior: str) -> str:
+    """The settings a second encode needs to repeat this one (Matroska ENCODER_SETTINGS tag)."""
     s = (f"mode={c.mode} quality={c.quality} m_tail={c.m_tail} prior={prior} steps={c.steps} ode_tail={c.ode_tail} "
          f"gamma={c.gamma} shift={c.shift} gop={c.gop_length} seed={c.seed} residual_step={c.residual_step} "
          f"anchor_codec={c.anchor_codec if c.anchor_codec is not None else 'default'} anchor_quality={c.anchor_quality}")
-    return s + (f" target_kbps={target_kbps}" if target_kbps else "")
+    return s + (f" target_kbps={c.target_kbps}" if c.target_kbps else "")
 
 
 class _RateController:
     """Tracks the cumulative budget at the input's real frame rate and picks the knob per GOP."""
 
-    def __init__(self, enc: Encoder, target_kbps: float):
-        if not 0.01 <= target_kbps <= 1e6:
-            raise ParameterError(f"target bitrate must be in 0.01..1e6 kbps, got {target_kbps}")
-        self.enc = enc
-        self.bits_per_frame = target_kbps * 1000.0 / float(enc.header.fps)
-        self.spent_bits = 8 * len(enc.header.to_bytes())
+    def __init__(self, codec: GopCodec, target_kbps: float, bytes_written: int):
+        self.codec = codec
+        self.bits_per_frame = target_kbps * 1000.0 / float(codec.header.fps)
+        self.spent_bits = 8 * bytes_written
         self.frames_done = 0
         self.other_bits_per_frame: float | None = None  # residual + unit + container bytes, per output frame
         self.anchor_bits: float | None = None  # per anchor image
@@ -150,29 +224,27 @@ class _RateController:
 
     def _options_for(self, latent_frames: int):
         if latent_frames not in self._options:
-            cfg, h = self.enc.config, self.enc.header
-            tail = h.tail_latent_frames if cfg.mode == "i2v" else 0
-            self._options[latent_frames] = settings(h.steps - h.ode_tail, latent_frames, tail, cfg.tail_atoms,
-                                                     h.codebook_span)
+            cfg, h = self.codec.config, self.codec.header
+            self._options[latent_frames] = settings(h.steps - h.ode_tail, latent_frames, h.tail_latent_frames,
+                                                     cfg.tail_atoms, h.codebook_span)
         return self._options[latent_frames]
 
     def _anchors_in(self, index: int) -> int:
-        mode = self.enc.config.mode
-        return {"t2v": 0, "i2v": int(index == 0), "flf2v": 1 + int(index == 0)}[mode]
+        return {"t2v": 0, "i2v": int(index == 0), "flf2v": 1 + int(index == 0)}[self.codec.header.mode]
 
     def encode(self, index: int, frames, progress) -> GopResult:
-        plan = self.enc.plan(index, len(frames))
+        plan = self.codec.plan(index, len(frames))
         out_frames = plan.real_frames - plan.output_from
         budget = self.bits_per_frame * (self.frames_done + out_frames) - self.spent_bits
-        options = self._options_for(self.enc.prior.geometry.latent_frames(plan.length))
+        options = self._options_for(self.codec.prior.geometry.latent_frames(plan.length))
         anchors = self._anchors_in(index) * (self.anchor_bits or 0.0)
         other = anchors + (self.other_bits_per_frame or 8.0 * CONTAINER_OVERHEAD_PER_GOP / out_frames) * out_frames
         knob = choose(budget, other, options)
-        res = self.enc.encode_gop(index, frames, m=knob.m, m_plus_steps=knob.m_plus_steps, progress=progress)
+        res = self.codec.encode(index, frames, m=knob.m, m_plus_steps=knob.m_plus_steps, progress=progress)
         if self.other_bits_per_frame is None and abs(self._bits(res) - budget) > 0.03 * budget:
             # First GOP: anchor and residual sizes were a guess; encode again with the measured ones.
             knob = choose(budget, self._bits(res) - 8 * len(res.unit.indices), options)
-            res = self.enc.encode_gop(index, frames, m=knob.m, m_plus_steps=knob.m_plus_steps, progress=progress)
+            res = self.codec.encode(index, frames, m=knob.m, m_plus_steps=knob.m_plus_steps, progress=progress)
         anchor_bits = 8 * sum(len(a.data) for a in res.unit.anchors)
         if res.unit.anchors:
             self.anchor_bits = anchor_bits / len(res.unit.anchors)
@@ -188,55 +260,83 @@ class _RateController:
         self.frames_done += frames
 
 
-def decode_stream(in_path, writer_factory, *, prior=None, device="cpu", quiet=False, verify=True,
-                  dtype: str | None = None) -> dict:
-    """Decode a stream; `writer_factory(header)` returns an object with write(frame) and close().
-    Damaged GOPs are concealed (last good frame repeated) and reported; the others decode normally."""
-    with StreamReader(in_path) as reader:
+def decode_stream(source, writer_factory, config: DecodeConfig | None = None, *, on_gop: OnGop | None = None,
+                  on_step: OnStep | None = None) -> DecodeReport:
+    """Decode a stream (.mkv/.gvc path, '-' or a binary file); ``writer_factory(header)`` returns an object with
+    write(frame) and close(). Damaged GOPs are concealed (the previous GOP's hand-on frame repeated) and reported
+    as typed :class:`DecodeEvent` s; the others decode normally."""
+    config = config or DecodeConfig()
+    with StreamReader(source) as reader:
         h = reader.header
-        prior_obj = load_prior(prior or h.prior_id, device=device, header=h, dtype=dtype)
-        dec = Decoder(prior_obj, h, device=device)
-        writer = writer_factory(h)
-        problems: list[str] = []
-        frames = 0
-        expected = 0
-        bar = Progress(total=None, desc="decode", unit="step", quiet=quiet)
+        prior = load_prior(config.prior or h.prior_id, device=config.device, header=h, dtype=config.dtype)
+        codec = GopCodec(prior, h, device=config.device)
+        decoder = _SequenceDecoder(codec, writer_factory(h), config.verify, on_gop, on_step)
         try:
-            for unit in reader.units():
-                if isinstance(unit, BitstreamError):
-                    problems.append(f"damaged unit {'before GOP 0' if expected == 0 else f'after GOP {expected - 1}'}: {unit}")
-                    continue
-                while expected < unit.gop_index:
-                    problems.append(f"GOP {expected} missing: concealed")
-                    frames += _write_all(writer, dec.conceal_gop(expected))
-                    expected += 1
-                if unit.gop_index < expected:
-                    problems.append(f"GOP {unit.gop_index} out of order: skipped")
-                    continue
-                try:
-                    out = dec.decode_gop(unit, progress=bar.update)
-                except BitstreamError as e:
-                    problems.append(f"GOP {unit.gop_index}: {e}; concealed")
-                    out = dec.conceal_gop(unit.gop_index)
-                else:
-                    if verify and frame_hash(out) != unit.frame_hash:
-                        problems.append(f"GOP {unit.gop_index}: decoded frames differ from the encoder's (frame hash mismatch)")
-                frames += _write_all(writer, out)
-                expected = unit.gop_index + 1
-            while h.frame_count and frames < h.frame_count:
-                problems.append(f"GOP {expected} missing at end of stream: concealed")
-                got = _write_all(writer, dec.conceal_gop(expected))
-                if got == 0:
-                    break
-                frames += got
-                expected += 1
+            decoder.run(reader.units())
         finally:
-            bar.close()
-            writer.close()
-        return {"frames": frames, "gops": expected, "problems": problems, "header": h}
+            decoder.writer.close()
+        return decoder.report
 
 
-def _write_all(writer, frames) -> int:
-    for f in frames:
-        writer.write(f)
-    return len(frames)
+class _SequenceDecoder:
+    """Puts GOP units in sequence: conceals missing and damaged ones, skips stragglers, writes frames."""
+
+    def __init__(self, codec: GopCodec, writer, verify: bool, on_gop: OnGop | None, on_step: OnStep | None):
+        self.codec, self.writer, self.verify, self.on_gop, self.on_step = codec, writer, verify, on_gop, on_step
+        self.report = DecodeReport(codec.header)
+        self.expected = 0  # the next GOP index in sequence
+
+    def run(self, units: Iterable[GopUnit | BitstreamError]) -> None:
+        for unit in units:
+            if isinstance(unit, BitstreamError):
+                where = "before GOP 0" if self.expected == 0 else f"after GOP {self.expected - 1}"
+                self._event(Problem.CORRUPT_UNIT, None, f"damaged unit {where}: {unit}")
+                continue
+            while self.expected < unit.gop_index:
+                self._conceal(self._event(Problem.MISSING, self.expected, f"GOP {self.expected} missing: concealed"))
+            if unit.gop_index < self.expected:
+                self._event(Problem.OUT_OF_ORDER, unit.gop_index, f"GOP {unit.gop_index} out of order: skipped")
+                continue
+            self._decode(unit)
+        h = self.codec.header
+        while h.frame_count and self.report.frames < h.frame_count:
+            n = self.expected
+            if not self._conceal(self._event(Problem.MISSING, n, f"GOP {n} missing at end of stream: concealed")):
+                break
+
+    def _event(self, problem: Problem, gop: int | None, message: str) -> DecodeEvent:
+        event = DecodeEvent(problem, gop, message)
+        self.report.events.append(event)
+        return event
+
+    def _decode(self, unit: GopUnit) -> None:
+        try:
+            out = self.codec.decode(unit, progress=self.on_step)
+        except BitstreamError as e:
+            self._conceal(self._event(Problem.UNDECODABLE, unit.gop_index, f"GOP {unit.gop_index}: {e}; concealed"))
+            return
+        matches = None
+        if self.verify:
+            matches = frame_hash(out) == unit.frame_hash
+            if not matches:
+                self._event(Problem.HASH_MISMATCH, unit.gop_index, f"GOP {unit.gop_index}: decoded frames differ "
+                                                                   "from the encoder's (frame hash mismatch)")
+        record = GopRecord.of_unit(unit, self.report.frames, len(out), len(unit.to_bytes()), matches_encoder=matches)
+        self._write(record, out)
+
+    def _conceal(self, event: DecodeEvent) -> int:
+        out = self.codec.conceal(event.gop)
+        self._write(GopRecord(event.gop, self.report.frames, len(out), 0, damage=event), out)
+        return len(out)
+
+    def _write(self, record: GopRecord, frames: list[np.ndarray]) -> None:
+        for f in frames:
+            self.writer.write(f)
+        self.report.frames += len(frames)
+        self.report.gops = self.expected = record.gop + 1
+        if self.on_gop is not None:
+            self.on_gop(record)
+
+
+__all__ = ["DecodeEvent", "DecodeReport", "EncodeReport", "GopRecord", "Problem", "decode_stream",
+           "encode_stream", "settings_string"]

@@ -10,6 +10,7 @@ from functools import lru_cache
 
 from .config import MAX_QUALITY, codebook_size
 from .entropy.combinatorial import combination_bits
+from .gop import atoms_per_set, codebook_sets
 
 
 @lru_cache(maxsize=None)
@@ -31,8 +32,6 @@ class KnobSetting:
 
 def settings(sde_steps: int, latent_frames: int, tail_frames: int, tail_of, span: int = 1) -> list[KnobSetting]:
     """Every (M, m_plus_steps) with its index bits, increasing in bits. `tail_of(m)` gives M_tail."""
-    from .codec import atoms_per_set, codebook_sets
-
     sets = codebook_sets(latent_frames, span)
     out = []
     for m in range(1, MAX_QUALITY):

@@ -14,26 +14,25 @@ from typing import Callable, Protocol
 
 import torch
 
-from .errors import ParameterError
+from .config import check_sampler
 from .priors.base import Conditioning, FlowPrior
 
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    steps: int = 20
-    ode_tail: int = 3
-    gamma: float = 3.0
-    shift: float = 3.0
+    """The sampler's schedule; defaults and limits are CodecConfig's (gvc.config), values come from the header."""
+
+    steps: int
+    ode_tail: int
+    gamma: float
+    shift: float
 
     def __post_init__(self):
-        if not 1 <= self.steps <= 200:
-            raise ParameterError(f"steps must be in 1..200, got {self.steps}")
-        if not 0 <= self.ode_tail < self.steps:
-            raise ParameterError(f"ode_tail must be in 0..steps-1, got {self.ode_tail}")
-        if not 0.0 <= self.gamma <= 10.0:
-            raise ParameterError(f"gamma must be in [0, 10], got {self.gamma}")
-        if not 0.1 <= self.shift <= 20.0:
-            raise ParameterError(f"shift must be in [0.1, 20], got {self.shift}")
+        check_sampler(self.steps, self.ode_tail, self.gamma, self.shift)
+
+    @classmethod
+    def from_header(cls, header) -> "SamplerConfig":
+        return cls(header.steps, header.ode_tail, header.gamma, header.shift)
 
     @property
     def sde_steps(self) -> int:

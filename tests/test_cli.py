@@ -12,7 +12,7 @@ import pytest
 from ffmpeg_bridge.video_io import VideoReader
 
 GVC = [sys.executable, "-m", "gvc.cli"]
-PIPE = [sys.executable, "-m", "ffmpeg_bridge.pipe"]
+PIPE = [sys.executable, "-m", "gvc.pipe_cli"]
 # The analytic prior keeps these CLI tests fast; tests/test_default_prior.py runs the CLI on the shipped model.
 FAST = ["--quality", "2", "--gop-length", "5", "--steps", "4", "--ode-tail", "1", "--prior", "analytic", "-q"]
 

@@ -9,7 +9,7 @@ import pytest
 from container.bitstream import GopUnit
 from ffmpeg_bridge.video_io import VideoReader
 from gvc.metrics import psnr
-from gvc.codec import Decoder, Encoder
+from gvc.codec import GopCodec
 from gvc.config import CodecConfig, codebook_size
 from gvc.errors import ParameterError, PriorMismatchError
 from gvc.gop import plan_gops
@@ -29,9 +29,9 @@ def frames(clips_dir):
 def encode_all(frames, config, prior=None):
     prior = prior or AnalyticPrior()
     h, w = frames[0].shape[:2]
-    enc = Encoder(prior, config, width=w, height=h, fps=FPS, frame_count=len(frames))
+    enc = GopCodec.for_encoding(prior, config, width=w, height=h, fps=FPS, frame_count=len(frames))
     plans = plan_gops(len(frames), enc.header.gop_length, enc.header.gop_overlap, prior.geometry)
-    results = [enc.encode_gop(p.index, frames[p.first_frame:p.first_frame + p.real_frames]) for p in plans]
+    results = [enc.encode(p.index, frames[p.first_frame:p.first_frame + p.real_frames]) for p in plans]
     return enc.header, results
 
 
@@ -39,11 +39,11 @@ def encode_all(frames, config, prior=None):
 def test_decoder_reproduces_encoder_bit_exactly(frames, mode):
     config = CodecConfig(mode=mode, quality=4, gop_length=7, steps=8, ode_tail=2)
     header, results = encode_all(frames, config)
-    dec = Decoder(AnalyticPrior(), header)
+    dec = GopCodec(AnalyticPrior(), header)
     out = []
     for r in results:
         unit = GopUnit.from_bytes(r.unit.to_bytes())  # through the real syntax
-        got = dec.decode_gop(unit)
+        got = dec.decode(unit)
         assert all(np.array_equal(a, b) for a, b in zip(got, r.frames))
         out += got
     assert len(out) == len(frames)  # overlapping GOPs output the boundary frame once, padding is cropped
@@ -77,7 +77,7 @@ def test_prior_mismatch_is_refused(frames):
     header, _ = encode_all(frames[:3], CodecConfig(mode="t2v", quality=2, gop_length=3, steps=4, ode_tail=1))
     header.prior_sha256 = bytes(32)
     with pytest.raises(PriorMismatchError, match="analytic"):
-        Decoder(AnalyticPrior(), header)
+        GopCodec(AnalyticPrior(), header)
 
 
 @pytest.mark.parametrize("kw, msg", [
@@ -92,7 +92,7 @@ def test_bad_parameters_get_clear_errors(frames, kw, msg):
 
 def test_prior_on_another_device_is_a_clear_error():
     with pytest.raises(ParameterError, match="prior analytic-v1 is on cpu, the codec runs on cuda"):
-        Encoder(AnalyticPrior(), CodecConfig(), width=64, height=48, fps=25, device="cuda")
+        GopCodec.for_encoding(AnalyticPrior(), CodecConfig(), width=64, height=48, fps=25, device="cuda")
 
 
 def test_unknown_prior():
@@ -131,10 +131,10 @@ def test_target_kbps_lands_within_5_percent(tmp_path, crop_y4m, mode, target):
 
     from gvc.pipeline import encode_stream
 
-    config = CodecConfig(mode=mode, gop_length=13, steps=8, ode_tail=2)
+    config = CodecConfig(mode=mode, gop_length=13, steps=8, ode_tail=2, prior="analytic", target_kbps=target)
     out = tmp_path / "rc.mkv"
     with VideoReader(crop_y4m) as reader:
-        report = encode_stream(reader, str(out), config, prior="analytic", target_kbps=target, quiet=True)
+        report = encode_stream(reader, str(out), config)
     stats = report.as_dict(os.path.getsize(out))
     assert stats["kbps"] == pytest.approx(target, rel=0.05), stats
 
@@ -142,7 +142,7 @@ def test_target_kbps_lands_within_5_percent(tmp_path, crop_y4m, mode, target):
 @pytest.mark.parametrize("span", [0, 1, 3])
 def test_codebook_span_sets_the_index_layout_and_decodes_bit_exactly(frames, span):
     """Spans group the latent frames into codebook sets: the index bytes follow the set count, decoding stays exact."""
-    from gvc.codec import codebook_sets
+    from gvc.gop import codebook_sets
     from gvc.entropy.combinatorial import combination_bits
 
     config = CodecConfig(mode="t2v", quality=4, gop_length=13, steps=6, ode_tail=1, codebook_span=span)
@@ -153,8 +153,18 @@ def test_codebook_span_sets_the_index_layout_and_decodes_bit_exactly(frames, spa
     assert len(sets) == {0: 1, 1: f_lat, 3: -(-f_lat // 3)}[span]
     k = codebook_size(4)
     assert len(r.unit.indices) == (5 * len(sets) * (combination_bits(k, 4) + 4) + 7) // 8
-    got = Decoder(AnalyticPrior(), header).decode_gop(GopUnit.from_bytes(r.unit.to_bytes()))
+    got = GopCodec(AnalyticPrior(), header).decode(GopUnit.from_bytes(r.unit.to_bytes()))
     assert all(np.array_equal(a, b) for a, b in zip(got, r.frames))
+
+
+def test_header_and_gop_units_agree_on_m_tail_above_quality_128(frames):
+    """One rule for M_tail (2·M below K): at M = 200 the header and every GOP unit say 400 (the header said 256)."""
+    tiny = [f[:16, :16].copy() for f in frames[:5]]
+    config = CodecConfig(mode="i2v", quality=200, gop_length=5, steps=2, ode_tail=1)
+    header, (r,) = encode_all(tiny, config)
+    assert header.codebook_m_tail == r.unit.codebook_m_tail == config.m_tail == 400
+    unit = GopUnit.from_bytes(r.unit.to_bytes())
+    assert all(np.array_equal(a, b) for a, b in zip(GopCodec(AnalyticPrior(), header).decode(unit), r.frames))
 
 
 @pytest.mark.parametrize("mode", ["t2v", "i2v"])
@@ -169,9 +179,9 @@ def test_hadamard_family_round_trip(frames, mode):
         header, res = encode_all(frames, config)
         header = SequenceHeader.from_bytes(header.to_bytes())
         assert header.codebook_family == family
-        dec = Decoder(AnalyticPrior(), header)
+        dec = GopCodec(AnalyticPrior(), header)
         for r in res:
-            got = dec.decode_gop(GopUnit.from_bytes(r.unit.to_bytes()))
+            got = dec.decode(GopUnit.from_bytes(r.unit.to_bytes()))
             assert all(np.array_equal(a, b) for a, b in zip(got, r.frames))
         results[family] = (np.mean([psnr(a, b) for r in res for a, b in zip(frames, r.frames)]), res)
     assert results["gaussian"][1][0].unit.indices != results["hadamard"][1][0].unit.indices
@@ -184,4 +194,4 @@ def test_decoder_needs_the_recorded_compute_dtype(frames):
     assert header.compute_dtype == "fp32"  # the analytic prior computes in fp32
     header.compute_dtype = "bf16"
     with pytest.raises(PriorMismatchError, match="bf16"):
-        Decoder(AnalyticPrior(), header)
+        GopCodec(AnalyticPrior(), header)

@@ -8,7 +8,7 @@ import pytest
 
 from container.bitstream import GopUnit
 from ffmpeg_bridge.video_io import VideoReader
-from gvc.codec import Decoder, Encoder
+from gvc.codec import GopCodec
 from gvc.config import CodecConfig
 from gvc.gop import plan_gops
 from gvc.priors.wan import WanPrior
@@ -36,13 +36,13 @@ def test_every_mode_decodes_bit_exactly(frames, priors, mode, prior):
     p = priors[prior]
     config = CodecConfig(mode=mode, quality=2, gop_length=5, steps=3, ode_tail=1, prompt="a car" if mode == "t2v" else "")
     h, w = frames[0].shape[:2]
-    enc = Encoder(p, config, width=w, height=h, fps=Fraction(30000, 1001), frame_count=len(frames))
+    enc = GopCodec.for_encoding(p, config, width=w, height=h, fps=Fraction(30000, 1001), frame_count=len(frames))
     plans = plan_gops(len(frames), 5, enc.header.gop_overlap, p.geometry)
-    dec = Decoder(p, enc.header)
+    dec = GopCodec(p, enc.header)
     total = 0
     for plan in plans:
-        res = enc.encode_gop(plan.index, frames[plan.first_frame:plan.first_frame + plan.real_frames])
-        got = dec.decode_gop(GopUnit.from_bytes(res.unit.to_bytes()))
+        res = enc.encode(plan.index, frames[plan.first_frame:plan.first_frame + plan.real_frames])
+        got = dec.decode(GopUnit.from_bytes(res.unit.to_bytes()))
         assert len(got) == len(res.frames) and all(np.array_equal(a, b) for a, b in zip(got, res.frames))
         assert got[0].shape == (h, w, 3)
         total += len(got)

@@ -15,7 +15,7 @@ import pytest
 from container.io import StreamReader
 from ffmpeg_bridge.video_io import VideoReader
 from gvc.metrics import psnr
-from gvc.codec import Encoder
+from gvc.codec import GopCodec
 from gvc.config import CodecConfig
 from gvc.priors import DEFAULT_PRIOR, load_prior
 from gvc.priors.tae import TaeFlowPrior
@@ -61,8 +61,8 @@ def test_v1_prior_stays_loadable_by_name_and_reaches_its_floor(clip):
     assert isinstance(v1, WanPrior) and v1.name == "gvc-wan-small-v1" and v1.unconditional
     with VideoReader(str(clip("carphone_176x144.mp4")), max_frames=9) as r:
         frames, fps = list(r), r.info.fps
-    enc = Encoder(v1, CodecConfig(mode="i2v", quality=8, gop_length=9), width=176, height=144, fps=fps, frame_count=9)
-    result = enc.encode_gop(0, frames)
+    enc = GopCodec.for_encoding(v1, CodecConfig(mode="i2v", quality=8, gop_length=9), width=176, height=144, fps=fps, frame_count=9)
+    result = enc.encode(0, frames)
     assert np.mean([psnr(a, b) for a, b in zip(frames, result.frames)]) >= V1_I2V_FLOOR
 
 
@@ -87,9 +87,9 @@ def test_cli_stream_carries_the_hash_and_reaches_the_floor(tmp_path, clip, prior
 def test_i2v_reaches_the_floor(clip, prior):
     with VideoReader(str(clip("carphone_176x144.mp4")), max_frames=9) as r:
         frames, fps = list(r), r.info.fps
-    enc = Encoder(prior, CodecConfig(mode="i2v", quality=8, gop_length=9), width=176, height=144, fps=fps,
+    enc = GopCodec.for_encoding(prior, CodecConfig(mode="i2v", quality=8, gop_length=9), width=176, height=144, fps=fps,
                   frame_count=9)
-    result = enc.encode_gop(0, frames)
+    result = enc.encode(0, frames)
     assert np.mean([psnr(a, b) for a, b in zip(frames, result.frames)]) >= PSNR_FLOOR["i2v"]
 
 
@@ -97,7 +97,7 @@ def test_other_weights_are_refused(tmp_path, prior):
     """A stream names the prior by hash: a decoder whose weights differ refuses it in one line."""
     import shutil
 
-    from gvc.codec import Decoder, make_header
+    from gvc.codec import GopCodec, make_header
     from gvc.errors import PriorMismatchError
 
     header = make_header(prior, CodecConfig(mode="t2v", gop_length=9), 176, 144, 30, 9)
@@ -107,4 +107,4 @@ def test_other_weights_are_refused(tmp_path, prior):
     cfg["latents_mean"][0] += 0.5
     (copy / "autoencoder" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(PriorMismatchError, match="stream was encoded with prior"):
-        Decoder(load_prior(str(copy)), header)
+        GopCodec(load_prior(str(copy)), header)

@@ -101,22 +101,21 @@ def test_damaged_cache_file_is_ignored(model, cache):
 
 
 def test_decoder_refuses_stream_after_weights_change(model, tmp_path, cache):
-    import numpy as np
     from fractions import Fraction
 
-    from gvc.codec import Decoder, Encoder
+    from gvc.codec import GopCodec
     from gvc.config import CodecConfig
     from gvc.errors import GVCError
 
     copy = tmp_path / "m"
     shutil.copytree(model, copy)
     cfg = CodecConfig(mode="t2v", quality=2, gop_length=5, steps=3, ode_tail=1).validate()
-    enc = Encoder(WanPrior.from_pretrained(copy), cfg, width=32, height=32, fps=Fraction(25), frame_count=5)
+    enc = GopCodec.for_encoding(WanPrior.from_pretrained(copy), cfg, width=32, height=32, fps=Fraction(25), frame_count=5)
     header = enc.header
-    assert Decoder(WanPrior.from_pretrained(copy), header) is not None  # same weights: accepted (cached digest)
+    assert GopCodec(WanPrior.from_pretrained(copy), header) is not None  # same weights: accepted (cached digest)
     f = copy / "vae" / "diffusion_pytorch_model.safetensors"
     st = os.stat(f)
     _flip_byte_keep_size(f)
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     with pytest.raises(GVCError, match="prior"):
-        Decoder(WanPrior.from_pretrained(copy), header)
+        GopCodec(WanPrior.from_pretrained(copy), header)

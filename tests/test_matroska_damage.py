@@ -16,6 +16,7 @@ from container import matroska as mk
 from container.ebml import encode_id, master, string
 from container.matroska import MatroskaReader, MatroskaWriter, MkvPacket, parse_frame_rate
 from gvc.errors import BitstreamError
+from test_matroska import NonSeekable  # a write-only sink that refuses to seek, like a pipe
 
 SEQ_HEADER = bytes(range(256))[:173]
 FIVE_MILLION_VOIDS = b"\xec\x80" * 5_000_000  # 10 MB of empty Void elements
@@ -40,21 +41,6 @@ class PipeReader(io.RawIOBase):
         return len(chunk)
 
 
-class PipeWriter(io.RawIOBase):
-    def __init__(self):
-        self.buf = bytearray()
-
-    def writable(self):
-        return True
-
-    def seekable(self):
-        return False
-
-    def write(self, b):
-        self.buf += b
-        return len(b)
-
-
 def packets_of(n: int, seed: int = 1) -> list[MkvPacket]:
     rng = random.Random(seed)
     out, pts = [], 0
@@ -66,7 +52,7 @@ def packets_of(n: int, seed: int = 1) -> list[MkvPacket]:
 
 
 def mkv_bytes(packets, *, live: bool, **kw) -> bytes:
-    sink = PipeWriter() if live else io.BytesIO()
+    sink = NonSeekable() if live else io.BytesIO()
     with MatroskaWriter(sink, width=64, height=48, fps=Fraction(25), codec_private=SEQ_HEADER, **kw) as w:
         for p in packets:
             w.write(p)
@@ -148,7 +134,7 @@ def test_frame_rate_tag_is_written_only_when_default_duration_cannot_carry_it():
 # --------------------------------------------------------------------------------------------- size caps
 def _head_and_tracks(codec_private: bytes) -> bytes:
     """EBML header + unknown-size Segment + Info + Tracks, as the writer makes them for a pipe."""
-    sink = PipeWriter()
+    sink = NonSeekable()
     MatroskaWriter(sink, width=64, height=48, fps=Fraction(25), codec_private=codec_private).close()
     return bytes(sink.buf)
 
@@ -305,7 +291,7 @@ def four_gops(tmp_path_factory, clip, ffmpeg):
     with MatroskaReader(seekable) as r:
         times = [(p.pts, p.duration) for p in r.packets()]
     assert len(units) == 4
-    live_sink = PipeWriter()
+    live_sink = NonSeekable()
     with StreamWriter(live_sink, header, fmt="mkv") as w:
         for u, t in zip(units, times):
             w.write(u, *t)
@@ -389,3 +375,17 @@ def test_gvc_info_warns_about_a_hostile_frame_rate_tag(four_gops, tmp_path):
     assert "gvc: warning: Matroska tag GVC_FRAME_RATE='1e99999999' is not a frame rate" in err, err
     info = json.loads(p.stdout)
     assert len(info["gops"]) == 4 and info["header"]["fps"] == "30000/1001" and len(info["warnings"]) == 1
+
+
+# --------------------------------------------------------------------------------------------- write errors
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("fmt", ["mkv", "gvc"])
+def test_full_disk_is_a_one_line_error_at_once(four_gops, fmt):
+    """A write error surfaces at the write that failed, not at close (the muxer used to swallow it)."""
+    from container.io import StreamReader, StreamWriter
+    from gvc.errors import InputError
+
+    with StreamReader(str(four_gops["seekable"])) as r:
+        header = r.header
+    with pytest.raises(InputError, match="^cannot write the output: No space left on device$"):
+        StreamWriter("/dev/full", header, fmt=fmt)

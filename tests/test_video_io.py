@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ffmpeg_bridge.ffmpeg import ffmpeg_exe, ffmpeg_version, run_ffmpeg
-from ffmpeg_bridge.video_io import VideoReader, VideoWriter, psnr
+from ffmpeg_bridge.video_io import VideoReader, VideoWriter
+from gvc.metrics import psnr
 from gvc.errors import InputError
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -566,3 +567,23 @@ def test_rgb_and_other_decoded_formats_are_read(tmp_path, clip, ffmpeg, pix_fmt,
         with av.open(str(out)) as c:
             ref = next(c.decode(video=0)).to_ndarray(format="rgb24")
         assert np.array_equal(frames[0], ref)
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv422p", "yuv444p10le", "gray"])
+def test_y4m_planes_read_here_equal_libavformats_frames(clip, ffmpeg, pix_fmt):
+    """y4m is parsed once, by our reader; its frames are those libavformat's y4m demuxer would give (odd size,
+    subsampled, 10-bit and grey layouts; same conversion to RGB)."""
+    import av
+
+    data = subprocess.run([ffmpeg, "-v", "error", "-i", str(clip(CARPHONE)), "-frames:v", "3", "-vf", "scale=175:143",
+                           "-pix_fmt", pix_fmt, "-strict", "-1", "-f", "yuv4mpegpipe", "-"],
+                          capture_output=True, check=True).stdout
+    with VideoReader(io.BytesIO(data)) as reader, av.open(io.BytesIO(data), format="yuv4mpegpipe") as demuxed:
+        theirs = [reader._to_rgb(f) for f in demuxed.decode(video=0)]
+        ours = list(reader)
+    assert len(ours) == len(theirs) == 3 and all(np.array_equal(a, b) for a, b in zip(ours, theirs))
+
+
+def test_max_frames_is_what_info_counts(clip):
+    with VideoReader(clip(CARPHONE), max_frames=5) as r:
+        assert r.info.frames == 5 and len(list(r)) == 5

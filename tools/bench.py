@@ -120,27 +120,28 @@ def _sync(device: str) -> None:
 
 def run_codec(frames, fps, mode, prior_name, device, quality, steps):
     from gvc.metrics import psnr
-    from gvc.codec import Decoder, Encoder
-    from gvc.config import CodecConfig
+    from gvc.codec import GopCodec
+    from gvc.config import CodecConfig, default
     from gvc.gop import plan_gops
     from gvc.priors import load_prior
 
     prior = load_prior(prior_name, device=device)
     h, w = frames[0].shape[:2]
-    gop = prior.geometry.valid_gop_length(min(len(frames), 33))
-    config = CodecConfig(mode=mode, quality=quality, gop_length=max(gop, 2), steps=steps, ode_tail=min(3, steps - 1))
+    gop = prior.geometry.valid_gop_length(min(len(frames), default("gop_length")))
+    config = CodecConfig(mode=mode, quality=quality, gop_length=max(gop, 2), steps=steps,
+                         ode_tail=min(default("ode_tail"), steps - 1))
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     with PeakRSS() as rss:
-        enc = Encoder(prior, config, width=w, height=h, fps=fps, frame_count=len(frames), device=device)
+        enc = GopCodec.for_encoding(prior, config, width=w, height=h, fps=fps, frame_count=len(frames), device=device)
         plans = plan_gops(len(frames), enc.header.gop_length, enc.header.gop_overlap, prior.geometry)
         t0 = time.perf_counter()
-        results = [enc.encode_gop(p.index, frames[p.first_frame:p.first_frame + p.real_frames]) for p in plans]
+        results = [enc.encode(p.index, frames[p.first_frame:p.first_frame + p.real_frames]) for p in plans]
         _sync(device)
         t_enc = time.perf_counter() - t0
-        dec = Decoder(prior, enc.header, device=device)
+        dec = GopCodec(prior, enc.header, device=device)
         t0 = time.perf_counter()
-        decoded = [dec.decode_gop(r.unit) for r in results]
+        decoded = [dec.decode(r.unit) for r in results]
         _sync(device)
         t_dec = time.perf_counter() - t0
     recon = [f for r in results for f in r.frames]
@@ -196,19 +197,19 @@ def codebook_throughput(device: str, size: tuple[int, int], quality: int, quick:
 
     w, h = size
     dim = 16 * max(1, h // 8) * max(1, w // 8)
-    argv = ["--device", device, "--K", str(codebook_size(quality)), "--M", str(quality), "--dim", str(dim)]
-    return bench_codebook.measure(bench_codebook.parse_args(argv + (["--quick"] if quick else [])))
+    return bench_codebook.measure(bench_codebook.Settings(device=device, K=codebook_size(quality), M=quality, dim=dim,
+                                                          quick=quick))
 
 
 def cross_device_check(prior: str, mode: str, quality: int, cuda_stream) -> dict:
     """Decode the CUDA-encoded stream on the CPU and compare it with the CUDA decode."""
     from gvc.metrics import psnr
-    from gvc.codec import Decoder
+    from gvc.codec import GopCodec
     from gvc.priors import load_prior
 
     header, units, cuda_out = cuda_stream
-    dec = Decoder(load_prior(prior, device="cpu"), header, device="cpu")
-    cpu_out = [f for u in units for f in dec.decode_gop(u)]
+    dec = GopCodec(load_prior(prior, device="cpu"), header, device="cpu")
+    cpu_out = [f for u in units for f in dec.decode(u)]
     return {"mode": mode, "prior": prior, "quality": quality,
             "cuda_stream_decoded_on_cpu_psnr_vs_cuda_decode":
                 float(np.mean([psnr(x, y) for x, y in zip(cpu_out, cuda_out)])),
@@ -221,17 +222,19 @@ def default_out(devices: list[str], quick: bool) -> Path:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from gvc.config import MODES, default
+
     p = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
     p.add_argument("--clips", "--clip", dest="clips", default=str(DEFAULT_CLIP), help="comma list of clip paths")
     p.add_argument("--frames", type=int, default=17)
     p.add_argument("--size", default="176x144", help="WxH the frames are resized to")
-    p.add_argument("--modes", default="t2v,i2v,flf2v")
+    p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--priors", "--prior", dest="priors", default="default",
                    help="comma list of priors: default, analytic or a weights folder (default: default)")
     p.add_argument("--devices", "--device", dest="devices", default=None,
                    help="comma list (default: cpu, plus cuda when present)")
-    p.add_argument("--qualities", "--quality", dest="qualities", default="8", help="comma list of --quality values")
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--qualities", "--quality", dest="qualities", default=str(default("quality")), help="comma list of --quality values")
+    p.add_argument("--steps", type=int, default=default("steps"))
     p.add_argument("--quick", action="store_true", help="9 frames at 64x48 and 6 steps: a smoke test")
     p.add_argument("--no-warmup", dest="warmup", action="store_false",
                    help="do not run one untimed encode+decode per prior and device first")

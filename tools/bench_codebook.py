@@ -21,12 +21,14 @@ codebook of K atoms of dimension dim).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import random
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -74,23 +76,43 @@ def _rate(K_atoms: int, dim: int, seconds: float) -> dict:
     }
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+@dataclass
+class Settings:
+    """One benchmark run (the command line's options; tools.bench builds one directly)."""
+
+    device: str = "cpu"
+    K: int = 16384
+    M: int = 64
+    dim: int = 230400
+    quick: bool = False  # small dim and K: runs in seconds on a CPU
+    repeats: int | None = None
+    naive_atoms: int | None = None
+    tile_bytes: int | None = None
+    threads: int | None = None
+    no_compile: bool = False
+    seed: int = 1234
+    json: str | None = None  # also write the JSON here
+    plot: str | None = None  # bar chart of atoms/s per method and device
+    sweep: bool = False  # fused kernel: time a few tile shapes
+
+
+def parse_args(argv=None) -> Settings:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--K", type=int, default=16384)
-    p.add_argument("--M", type=int, default=64)
-    p.add_argument("--dim", type=int, default=230400)
+    p.add_argument("--device", default=Settings.device)
+    p.add_argument("--K", type=int, default=Settings.K)
+    p.add_argument("--M", type=int, default=Settings.M)
+    p.add_argument("--dim", type=int, default=Settings.dim)
     p.add_argument("--quick", action="store_true", help="small dim and K: runs in seconds on a CPU")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 3, 2 for --quick)")
     p.add_argument("--naive-atoms", type=int, default=None, help="atoms run by the naive loop (default K/16)")
     p.add_argument("--tile-bytes", type=int, default=None, help="CodebookSearch tile_bytes (default: its own)")
     p.add_argument("--threads", type=int, default=None, help="CPU worker threads of the numpy path")
     p.add_argument("--no-compile", action="store_true", help="torch path: do not torch.compile the generator")
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--seed", type=int, default=Settings.seed)
     p.add_argument("--json", metavar="FILE", help="also write the JSON here")
     p.add_argument("--plot", metavar="FILE.png", help="bar chart of atoms/s per method and device")
     p.add_argument("--sweep", action="store_true", help="fused kernel: time a few tile shapes (CUDA)")
-    return p.parse_args(argv)
+    return Settings(**vars(p.parse_args(argv)))
 
 
 def _peak(device: torch.device, fn) -> tuple[float, int | None]:
@@ -181,8 +203,8 @@ def _sweep(device, K, D, r, repeats) -> list[dict]:
     return res
 
 
-def measure(a: argparse.Namespace) -> dict:
-    """Run the benchmark described by ``parse_args``' namespace; returns the result (see the module doc)."""
+def measure(a: Settings) -> dict:
+    """Run the benchmark `a` describes; returns the result (see the module doc)."""
     if a.quick:
         a.dim = min(a.dim, 4096)
         a.K = min(a.K, 1024)
@@ -309,8 +331,7 @@ def main(argv=None) -> int:
     runs = []
     try:
         for dev in a.device.split(","):
-            b = argparse.Namespace(**vars(a))
-            b.device = dev.strip()
+            b = dataclasses.replace(a, device=dev.strip())
             runs.append(measure(b))
     except RuntimeError as e:
         print(e, file=sys.stderr)

@@ -215,17 +215,17 @@ def _cold_hash_cache():
 
 
 def run_case(mode: str, prior_dir: Path, frames, a, timer: StageTimer, work: Path) -> dict:
-    from gvc.config import CodecConfig
+    from gvc.config import CodecConfig, DecodeConfig
     from gvc.pipeline import decode_stream, encode_stream
 
-    cfg = CodecConfig(mode=mode, quality=a.quality, gop_length=len(frames), steps=a.steps, seed=1).validate()
+    cfg = CodecConfig(mode=mode, quality=a.quality, gop_length=len(frames), steps=a.steps, seed=1, prior=str(prior_dir),
+                      device=a.device, dtype=a.dtype).validate()
+    dcfg = DecodeConfig(prior=str(prior_dir), device=a.device)
     out = work / f"{mode}.gvc"
     res = {"mode": mode, "prior": str(prior_dir.name)}
     for label, fn in (
-        ("encode", lambda: encode_stream(_Reader(frames), str(out), cfg, prior=str(prior_dir), device=a.device,
-                                         quiet=True, fmt="gvc", dtype=a.dtype)),
-        ("decode", lambda: decode_stream(str(out), lambda h: _NullWriter(), prior=str(prior_dir), device=a.device,
-                                         quiet=True, dtype=a.dtype)),
+        ("encode", lambda: encode_stream(_Reader(frames), str(out), cfg, fmt="gvc")),
+        ("decode", lambda: decode_stream(str(out), lambda h: _NullWriter(), dcfg)),
     ):
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
         timer.reset()
@@ -239,8 +239,8 @@ def run_case(mode: str, prior_dir: Path, frames, a, timer: StageTimer, work: Pat
             d = r.as_dict(out.stat().st_size)
             entry.update(bytes=d["bytes"], psnr=d["psnr"], compute_dtype=getattr(r.header, "compute_dtype", None))
         else:
-            entry.update(frames=r["frames"], problems=r["problems"],
-                         decode_matches_encoder=not any("hash mismatch" in p for p in r["problems"]))
+            d = r.as_dict()
+            entry.update(frames=d["frames"], problems=d["problems"], decode_matches_encoder=not d["problems"])
         if torch.cuda.is_available():
             entry["peak_gpu_bytes"] = torch.cuda.max_memory_allocated()
             torch.cuda.reset_peak_memory_stats()

@@ -5,8 +5,8 @@
                                [--size WxH] [--no-residual-study] [--keep DIR] [--out FILE.json]
     python -m tools.byte_split --file STREAM.mkv|STREAM.gvc     # split an existing stream only
 
-Every (mode, quality) is encoded with the real command line (``gvc encode``, run in-process) and the
-written file is then taken apart with the bitstream parser (container/bitstream.py) and an EBML walk of
+Every (mode, quality) is encoded through the library API (``gvc.pipeline.encode_stream``, what ``gvc encode``
+runs) and the written file is then taken apart with the bitstream parser (container/bitstream.py) and an EBML walk of
 the Matroska file; nothing is estimated.  Categories (bits; bytes = bits / 8; they sum exactly to the
 file size, which the tool asserts):
 
@@ -25,8 +25,8 @@ file size, which the tool asserts):
                        the sequence header, Tags, Attachments, Cluster heads, BlockGroup framing, Cues);
                        0 for an elementary stream.
 
-With ``--residual-study`` (default on, I2V only) the real tail residuals of the encode are captured while
-it runs and GVC's residual coder is compared with the GVCC reference scheme (per-channel max-abs
+With ``--residual-study`` (default on, I2V only) the real tail residuals of the encode (each GOP record's
+``residual_target``) are kept and GVC's residual coder is compared with the GVCC reference scheme (per-channel max-abs
 normalisation, 8-bit quantisation, zlib; ``reference_residual_bytes``): bytes, latent MSE, and the PSNR of
 each GOP decoded with no residual, ours, the reference, and ours at the step whose quantisation error
 matches the reference's.  JSON goes to stdout and to ``--out``.
@@ -39,9 +39,7 @@ import json
 import os
 import sys
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 
@@ -196,17 +194,12 @@ def _block_body(data: bytes, start: int, end: int, simple: bool) -> tuple[int, b
 # ------------------------------------------------------------------------------------------- unit split
 def split_gop_unit(unit_bytes: bytes, header: bs.SequenceHeader) -> dict:
     """Bits of one GOP unit per category, from the parsed unit (sums to 8 * len(unit_bytes))."""
-    from gvc.codec import atoms_per_set, codebook_sets
     from gvc.entropy.combinatorial import combination_bits
-    from gvc.gop import gop_plan
-    from gvc.priors.base import LatentGeometry
+    from gvc.gop import gop_atoms, gop_plan, header_geometry
 
     u = bs.GopUnit.from_bytes(unit_bytes)
-    geom = LatentGeometry(header.latent_channels, header.spatial_stride, header.temporal_stride)
-    plan = gop_plan(u.gop_index, u.frame_count, header.gop_length, header.gop_overlap, geom)
-    f_lat = geom.latent_frames(plan.length)
-    ms = atoms_per_set(u.codebook_m, u.codebook_m_tail, header.tail_latent_frames, u.m_plus_steps,
-                       header.steps - header.ode_tail, codebook_sets(f_lat, header.codebook_span))
+    plan = gop_plan(u.gop_index, u.frame_count, header.gop_length, header.gop_overlap, header_geometry(header))
+    ms = gop_atoms(header, plan, u.codebook_m, u.codebook_m_tail, u.m_plus_steps)
     rank_bits = sum(combination_bits(u.codebook_k, m) for m in ms)
     sign_bits = sum(ms)
     pad_bits = 8 * len(u.indices) - rank_bits - sign_bits
@@ -335,40 +328,23 @@ def split_file(path: str | os.PathLike) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- encoding
-@contextmanager
-def capture_residuals():
-    """Record the real tail residuals the encoder codes: {payload bytes: residual tensor}."""
-    import gvc.codec as codec
+def encode(clip: str, out: str, mode: str, quality: int, args) -> tuple[dict, dict]:
+    """Encode `clip` into `out`; returns the encode's stats and {GOP index: the unquantised I2V tail residual}."""
+    from ffmpeg_bridge.video_io import VideoReader
+    from gvc.config import CodecConfig, default
+    from gvc.pipeline import encode_stream
 
-    seen: dict[bytes, object] = {}
-    original = codec.encode_residual
+    config = CodecConfig(mode=mode, quality=quality, prior=args.prior, gop_length=args.gop_length, steps=args.steps,
+                         ode_tail=default("ode_tail") if args.ode_tail is None else args.ode_tail)
+    residuals: dict[int, object] = {}
 
-    def recording(residual, step, **kw):
-        payload = original(residual, step, **kw)
-        seen[payload] = (residual.detach().clone(), float(step))
-        return payload
+    def keep_residual(record) -> None:
+        if record.residual_target is not None:
+            residuals[record.gop] = record.residual_target
 
-    with mock.patch.object(codec, "encode_residual", recording):
-        yield seen
-
-
-def encode(clip: str, out: str, mode: str, quality: int, args) -> dict:
-    from gvc import cli
-
-    stats = out + ".stats.json"
-    argv = ["encode", clip, "-o", out, "--mode", mode, "--quality", str(quality), "--prior", args.prior,
-            "--gop-length", str(args.gop_length), "--steps", str(args.steps), "--stats-json", stats, "-q"]
-    if args.frames:
-        argv += ["--frames", str(args.frames)]
-    if args.format:
-        argv += ["--format", args.format]
-    if args.ode_tail is not None:
-        argv += ["--ode-tail", str(args.ode_tail)]
-    rc = cli.main(argv)
-    if rc != 0:
-        raise SystemExit(f"gvc {' '.join(argv)} failed with status {rc}")
-    with open(stats) as f:
-        return json.load(f)
+    with VideoReader(clip, max_frames=args.frames or None) as reader:
+        report = encode_stream(reader, out, config, on_gop=keep_residual, fmt=args.format)
+    return report.as_dict(os.path.getsize(out)), residuals
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -377,13 +353,14 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(psnr(a, b))
 
 
-def residual_study(path: str, clip: str, captured: dict, frames_limit: int | None, prior_name: str) -> dict:
-    """Ours vs the reference residual scheme on the captured residuals; PSNR of each GOP decoded with each."""
+def residual_study(path: str, clip: str, targets: dict, frames_limit: int | None, prior_name: str,
+                   step: float) -> dict:
+    """Ours vs the reference residual scheme on the encode's residuals; PSNR of each GOP decoded with each."""
     import torch
 
-    import gvc.codec as codec
     from container.io import StreamReader
     from ffmpeg_bridge.video_io import VideoReader
+    from gvc.codec import GopCodec
     from gvc.entropy.residual import decode_residual, encode_residual, reference_residual_bytes
     from gvc.priors import load_prior
 
@@ -392,25 +369,24 @@ def residual_study(path: str, clip: str, captured: dict, frames_limit: int | Non
     with StreamReader(path) as reader:
         header = reader.header
         units = [u for u in reader.units()]
-    prior = load_prior(prior_name, header=header)
-    dec = codec.Decoder(prior, header)
+    codec = GopCodec(load_prior(prior_name, header=header), header)
     rows = []
     for unit in units:
-        plan = dec.plan(unit.gop_index, unit.frame_count)
+        plan = codec.plan(unit.gop_index, unit.frame_count)
         src = source[plan.first_frame + plan.output_from: plan.first_frame + plan.real_frames]
-        chain = dec._last_output
-        if unit.residual is None or unit.residual not in captured:
-            out = dec.decode_gop(unit)
+        if unit.residual is None or unit.gop_index not in targets:
+            codec.decode(unit)  # keeps the chain
             continue
-        r, step = captured[unit.residual]
+        r = targets[unit.gop_index]
         ours = decode_residual(unit.residual)
         ref_bytes, ref_rec = reference_residual_bytes(r)
         C = r.shape[0]
         ref_steps = 2.0 * r.abs().reshape(C, -1).amax(dim=1).clamp(min=1e-6) / 255.0
         matched_step = float(torch.sqrt((ref_steps**2).mean()))
         matched = encode_residual(r, matched_step)
-        variants = {"none": None, "ours": ours, "reference": ref_rec.to(torch.float32),
-                    "ours_at_reference_step": decode_residual(matched)}
+        # "ours" last: the frame GOP k hands on to GOP k+1 is then the real stream's
+        variants = {"none": None, "reference": ref_rec.to(torch.float32),
+                    "ours_at_reference_step": decode_residual(matched), "ours": ours}
         row = {"gop": unit.gop_index, "shape": list(r.shape), "residual_rms": float(r.pow(2).mean().sqrt()),
                "ours_step": step, "reference_steps_mean": float(ref_steps.mean()),
                "matched_step": matched_step,
@@ -420,18 +396,14 @@ def residual_study(path: str, clip: str, captured: dict, frames_limit: int | Non
         outputs = {}
         for name, rec in variants.items():
             row["latent_mse"][name] = float((r - (0 if rec is None else rec)).pow(2).mean())
-            dec._last_output = chain
             if rec is None:
-                u = bs.GopUnit(**{**unit.__dict__, "residual": None})
-                out = dec.decode_gop(u)
+                out = codec.decode(bs.GopUnit(**{**unit.__dict__, "residual": None}))
             else:
-                with mock.patch.object(codec, "decode_residual", lambda payload, _r=rec: _r.clone()):
-                    out = dec.decode_gop(unit)
+                out = codec.decode(unit, residual=rec.clone())
             outputs[name] = out
             row["psnr_gop"][name] = float(np.mean([_psnr(a, b) for a, b in zip(src, out)]))
             row["psnr_last_frame"][name] = _psnr(src[-1], out[-1])
         row["ours_matches_stream_hash"] = bs.frame_hash(outputs["ours"]) == unit.frame_hash
-        dec._last_output = outputs["ours"][-1]  # keep the chain of the real stream
         rows.append(row)
     if not rows:
         return {"gops": []}
@@ -473,18 +445,20 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gvc.config import MODES, default
+
     ap = argparse.ArgumentParser(prog="python -m tools.byte_split", description=__doc__.splitlines()[0])
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--clip", help="input video (any ffmpeg-decodable file or y4m)")
     src.add_argument("--file", help="split an existing .mkv/.gvc stream and exit")
     ap.add_argument("--frames", type=int, default=65, help="frames to encode (default 65: two GOPs of 33)")
     ap.add_argument("--size", help="scale the clip to WxH first (default: native size)")
-    ap.add_argument("--modes", nargs="+", default=["t2v", "i2v", "flf2v"], choices=["t2v", "i2v", "flf2v"])
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     ap.add_argument("--prior", default="analytic")
     ap.add_argument("--quality", nargs="+", type=int, default=[4, 8])
     ap.add_argument("--format", choices=("mkv", "gvc"), default="mkv")
-    ap.add_argument("--gop-length", type=int, default=33)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--gop-length", type=int, default=default("gop_length"))
+    ap.add_argument("--steps", type=int, default=default("steps"))
     ap.add_argument("--ode-tail", type=int, default=None)
     ap.add_argument("--no-residual-study", dest="residual_study", action="store_false")
     ap.add_argument("--keep", metavar="DIR", help="keep the encoded files in DIR")
@@ -504,18 +478,15 @@ def main(argv: list[str] | None = None) -> int:
             for q in args.quality:
                 out = str(work / f"{Path(clip).stem}_{mode}_m{q}.{args.format}")
                 study = args.residual_study and mode == "i2v"
-                if study:
-                    with capture_residuals() as captured:
-                        stats = encode(clip, out, mode, q, args)
-                else:
-                    stats = encode(clip, out, mode, q, args)
+                stats, residuals = encode(clip, out, mode, q, args)
                 split = split_file(out)
                 if split["file_bytes"] != os.path.getsize(out):  # pragma: no cover
                     raise AssertionError("file size changed")
                 run = {"mode": mode, "quality": q, "bytes": split["file_bytes"], "frames": stats["frames"],
                        "bpp": stats["bpp"], "kbps": stats["kbps"], "psnr": stats["psnr"], "split": split}
                 if study:
-                    run["residual_study"] = residual_study(out, clip, captured, args.frames, args.prior)
+                    run["residual_study"] = residual_study(out, clip, residuals, args.frames, args.prior,
+                                                           default("residual_step"))
                 runs.append(run)
                 print(f"{mode} M={q}: {split['file_bytes']} B, PSNR {stats['psnr']:.2f} dB: " + ", ".join(
                     f"{k} {v:g}" for k, v in split["total_bytes"].items() if v), file=sys.stderr)

@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     p.add_argument("--prior", default="default")
     p.add_argument("--json")
     a = p.parse_args(argv)
-    from gvc.codec import Encoder
+    from gvc.codec import GopCodec
     from gvc.config import CodecConfig
     from gvc.metrics import psnr
     from gvc.priors import load_prior
@@ -72,9 +72,9 @@ def main(argv=None) -> int:
         for q in (int(v) for v in a.qualities.split(",")):
             for family in ("gaussian", "hadamard"):
                 cfg = CodecConfig(mode=a.mode, quality=q, gop_length=a.frames, codebook_family=family).validate()
-                enc = Encoder(prior, cfg, width=w, height=h, fps=fps, frame_count=len(frames))
+                enc = GopCodec.for_encoding(prior, cfg, width=w, height=h, fps=fps, frame_count=len(frames))
                 t = time.perf_counter()
-                res = enc.encode_gop(0, frames)
+                res = enc.encode(0, frames)
                 sec = time.perf_counter() - t
                 nbytes = len(res.unit.to_bytes())
                 vmaf = _vmaf(frames, res.frames, fps)

@@ -3,7 +3,7 @@
     python -m tools.granularity --clips vtest_768x576.mp4,bikes_640x272.mp4 [--frames 33] [--size upto:352x288]
         [--modes t2v] [--spans 0,8,1] [--qualities 2,8,32] [--prior default] [--device cpu] [--out FILE.json]
 
-One GOP per clip, encoded through the library API (``gvc.codec.Encoder``); size = sequence header + GOP unit
+One GOP per clip, encoded through the library API (``gvc.codec.GopCodec``); size = sequence header + GOP unit
 (elementary stream), true bpp = bits / (W·H·frames); PSNR over RGB and MS-SSIM against the source frames
 (``tools.metrics``). Sources are prepared as in ``tools.rd`` (same crop/scale rule). Prints one JSON line per
 point and writes them all to ``--out`` (default: a temporary file, never into the checkout).
@@ -20,15 +20,15 @@ from pathlib import Path
 
 
 def measure(prior, frames, fps, mode: str, quality: int, span: int, device: str) -> dict:
-    from gvc.codec import Encoder
+    from gvc.codec import GopCodec
     from gvc.config import CodecConfig
     from tools.metrics import mean_ms_ssim, mean_psnr_rgb
 
     h, w = frames[0].shape[:2]
     cfg = CodecConfig(mode=mode, quality=quality, gop_length=len(frames), codebook_span=span)
     t0 = time.perf_counter()
-    enc = Encoder(prior, cfg, width=w, height=h, fps=fps, frame_count=len(frames), device=device)
-    res = enc.encode_gop(0, frames)
+    enc = GopCodec.for_encoding(prior, cfg, width=w, height=h, fps=fps, frame_count=len(frames), device=device)
+    res = enc.encode(0, frames)
     seconds = time.perf_counter() - t0
     size = len(enc.header.to_bytes()) + len(res.unit.to_bytes())
     return {"mode": mode, "quality": quality, "span": span, "k": res.stats["k"], "bytes": size,

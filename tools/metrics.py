@@ -1,6 +1,6 @@
 """Quality metrics between a reference video and a distorted one, both y4m files of equal size and frame count.
 
-* ``psnr-rgb``: mean over frames of the 8-bit RGB PSNR (``ffmpeg_bridge.video_io.psnr``; frames read with
+* ``psnr-rgb``: mean over frames of the 8-bit RGB PSNR (``gvc.metrics.psnr``; frames read with
   ``VideoReader``, i.e. BT.601 limited-range YUV -> full-range RGB).
 * ``psnr-y``: mean over frames of the luma PSNR, from ffmpeg's ``psnr`` filter on the YUV planes themselves.
 * ``ms-ssim``: mean over frames of the 5-scale MS-SSIM (Wang, Simoncelli, Bovik 2003: weights 0.0448, 0.2856,
@@ -27,7 +27,7 @@ from gvc.metrics import psnr
 from gvc.errors import InputError
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
-PSNR_CAP = 100.0  # same cap as ffmpeg_bridge.video_io.psnr for identical frames
+PSNR_CAP = 100.0  # same cap as gvc.metrics.psnr for identical frames
 
 
 def read_rgb(path: str | os.PathLike) -> list[np.ndarray]:

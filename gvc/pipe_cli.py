@@ -1,4 +1,4 @@
-"""`gvc-pipe`: GVC between ffmpeg pipes.
+"""`gvc-pipe`: GVC between ffmpeg pipes (the `gvc` command's encode and decode on stdin and stdout).
 
     ffmpeg -i in.mp4 -f yuv4mpegpipe - | gvc-pipe encode -o out.mkv [options]
     gvc-pipe decode out.mkv | ffmpeg -i - out.mp4
@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gvc import __version__
-from gvc.cli import add_decode_options, add_encode_options, guarded, run_decode, run_encode
+from ._version import __version__
+from .cli import add_decode_options, add_encode_options, guarded, run_decode, run_encode
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     if a.command == "encode":
         return guarded(lambda: run_encode(a, "-"))
-    a.quiet = True if not a.quiet else a.quiet
+    a.quiet = True  # stdout carries the frames; stderr stays for warnings and errors
     return guarded(lambda: run_decode(a, a.input, "-"))
 
 
