@@ -173,7 +173,7 @@ def run_info(a: argparse.Namespace) -> dict:
               f"{h.frame_count or 'unknown'} frames, GOP {h.gop_length} (overlap {h.gop_overlap})")
         print(f"  prior {h.prior_id} sha256 {h.prior_sha256.hex()[:16]}…, steps {h.steps} (ODE tail {h.ode_tail}), "
               f"γ {h.gamma:g}, shift {h.shift:g}, seed {h.seed}, K {h.codebook_k}, M {h.codebook_m}/{h.codebook_m_tail}, "
-              f"codebook span {h.codebook_span or 'whole GOP'}")
+              f"codebook span {h.codebook_span or 'whole GOP'}, {h.codebook_family} atoms, {h.compute_dtype} arithmetic")
         for g in gops:
             if "error" in g:
                 print(f"  damaged unit: {g['error']}")
