@@ -164,12 +164,16 @@ def _install_raw_anchors() -> bool:
     sys.modules["av.error"] = stub.error
     from gvc import anchors
 
-    def encode_anchor(rgb, *a, **k):
+    from container import bitstream as bs
+
+    def encode_anchor(rgb, *a, **k):  # raw RGB inside a well-formed anchor payload (codec id of png)
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
         h, w = rgb.shape[:2]
-        return 4, h.to_bytes(4, "little") + w.to_bytes(4, "little") + rgb.tobytes()
+        raw = h.to_bytes(4, "little") + w.to_bytes(4, "little") + rgb.tobytes()
+        return 4, anchors._payload("rgb", False, 0, 0, raw)
 
-    def decode_anchor(cid, data, *a, **k):
+    def decode_anchor(cid, payload, *a, **k):
+        data = bytes(bs.AnchorPictureSyntax.parse(payload).data)
         h, w = int.from_bytes(data[:4], "little"), int.from_bytes(data[4:8], "little")
         return np.frombuffer(data[8:], np.uint8).reshape(h, w, 3).copy()
 
