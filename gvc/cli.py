@@ -45,6 +45,7 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     option(g, "--gamma", "gamma")
     option(g, "--shift", "shift")
     option(g, "--seed", "seed")
+    option(g, "--refresh", "refresh", metavar="N")
     option(g, "--prompt", "prompt")
     option(g, "--residual-step", "residual_step")
     option(g, "--anchor-quality", "anchor_quality")

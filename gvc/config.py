@@ -66,6 +66,8 @@ class CodecConfig:
                                               "(default: the prior's)", lo=0, hi=MAX_GOP_LENGTH, what="codebook span")
     codebook_family: str = setting("gaussian", "codebook atoms: gaussian, or hadamard (signed, scrambled Walsh-Hadamard "
                                                "rows: O(D log D) search)", choices=CODEBOOK_FAMILIES)
+    refresh: int = setting(0, "I2V: code a first anchor every N GOPs, making that GOP a self-contained keyframe "
+                              "(a cut for gvc-dist, a seek point); 0 = only GOP 0", lo=0, hi=1 << 16)
     prior: str = setting("default", "'default', 'analytic', a shipped prior's name or a local weights folder")
     device: str = setting("cpu", "cpu or cuda")
     dtype: str = setting("auto", "transformer arithmetic of Wan priors (auto: bf16 on CUDA, fp32 on CPU); the stream "
@@ -91,6 +93,12 @@ class CodecConfig:
         if self.tail_quality is not None and m == self.quality:
             return self.tail_quality
         return min(2 * m, codebook_size(m) - 1)
+
+    def codes_first_anchor(self, gop_index: int) -> bool:
+        """Whether GOP `gop_index` carries its own coded first anchor (I2V and FLF2V GOP 0, I2V refresh GOPs)."""
+        if self.mode == "t2v":
+            return False
+        return gop_index == 0 or (self.mode == "i2v" and self.refresh > 0 and gop_index % self.refresh == 0)
 
     @property
     def m_tail(self) -> int:
