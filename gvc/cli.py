@@ -18,6 +18,7 @@ from dataclasses import fields
 from . import config as cfg
 from ._version import __version__
 from .config import LADDER, CodecConfig, DecodeConfig
+from .dtypes import DTYPE_CHOICES
 from .errors import GVCError
 
 
@@ -42,6 +43,8 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     option(g, "--target-kbps", "target_kbps", type=float, metavar="KBPS")
     option(g, "--prior", "prior")
     option(g, "--device", "device")
+    option(g, "--dtype", "dtype", choices=DTYPE_CHOICES)
+    option(g, "--codebook-family", "codebook_family", choices=cfg.CODEBOOK_FAMILIES)
     g.add_argument("--frames", type=int, metavar="N", help="encode at most N frames")
     option(g, "--gop-length", "gop_length")
     option(g, "--steps", "steps")
@@ -253,7 +256,7 @@ def run_decode(a: argparse.Namespace, source, output) -> dict:
         with StreamReader(source) as r:  # the header alone: the limit for this output, before the model loads
             max_frames = default_max_frames(output, r.header.width, r.header.height)
     config = DecodeConfig(prior=a.prior, device=a.device, verify=not a.no_verify, max_pixels=a.max_pixels,
-                          max_frames=max_frames)
+                          max_frames=max_frames, dtype=a.dtype)
     bars = []
 
     def writer_for(h):
@@ -309,7 +312,7 @@ def run_info(a: argparse.Namespace) -> dict:
               f"{h.frame_count or 'unknown'} frames, GOP {h.gop_length} (overlap {h.gop_overlap})")
         print(f"  prior {h.prior_id} sha256 {h.prior_sha256.hex()[:16]}…, steps {h.steps} (ODE tail {h.ode_tail}), "
               f"γ {h.gamma:g}, shift {h.shift:g}, seed {h.seed}, K {h.codebook_k}, M {h.codebook_m}/{h.codebook_m_tail}, "
-              f"codebook span {h.codebook_span or 'whole GOP'}")
+              f"codebook span {h.codebook_span or 'whole GOP'}, {h.codebook_family} atoms, {h.compute_dtype} arithmetic")
         for g in gops:
             if "error" in g:
                 print(f"  damaged unit: {g['error']}")
@@ -346,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
 def add_decode_options(d: argparse.ArgumentParser) -> None:
     d.add_argument("--prior", default=None, help="prior to decode with (default: the one named in the stream)")
     d.add_argument("--device", default=DecodeConfig.device, help=f"cpu or cuda (default {DecodeConfig.device})")
+    d.add_argument("--dtype", choices=DTYPE_CHOICES, default=None,
+                   help="only for streams that do not record it: transformer arithmetic (default: the stream's)")
     d.add_argument("--no-verify", action="store_true", help="do not compare decoded frames with the encoder's hash")
     d.add_argument("--max-pixels", type=int, metavar="N",
                    help="refuse streams whose GOPs hold more than N pixels (width x height x GOP length; "

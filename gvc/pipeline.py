@@ -165,7 +165,7 @@ def encode_stream(source, out, config: CodecConfig, *, on_gop: OnGop | None = No
     binary file). `recon` (write(frame)) receives the reconstruction, `on_step` every sampler step; ``tags="full"``
     writes the encoder and its settings as Matroska tags (see container.io.TAG_LEVELS)."""
     info = source.info
-    codec = GopCodec.for_encoding(load_prior(config.prior, device=config.device), config, width=info.width,
+    codec = GopCodec.for_encoding(load_prior(config.prior, device=config.device, dtype=config.dtype), config, width=info.width,
                                   height=info.height, fps=info.fps, frame_count=info.frames, device=config.device)
     h = codec.header
     tag_values = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": settings_string(config, codec.prior.name)}
@@ -277,7 +277,7 @@ def decode_stream(source, writer_factory, config: DecodeConfig | None = None, *,
     with StreamReader(source) as reader:
         h = reader.header
         check_work(h, max_pixels=config.max_pixels, max_frames=config.max_frames)  # before any allocation
-        codec = GopCodec(load_prior(config.prior, device=config.device, header=h), h, device=config.device)
+        codec = GopCodec(load_prior(config.prior, device=config.device, header=h, dtype=config.dtype), h, device=config.device)
         decoder = _SequenceDecoder(codec, writer_factory(h), config.verify, on_gop, on_step,
                                    config.max_frames or MAX_FRAMES)
         try:
