@@ -315,7 +315,7 @@ def test_gop_checked_against_the_header():
         (h, _gop(1, keyframe=True), "keyframe flag True but first anchor absent"),
         (h, _gop(0, anchors=[], keyframe=False), "GOP 0 must carry its first frame"),
         (h, _gop(0, prompt="hi"), "prompt in i2v"),
-        (h, _gop(0, residual=_residual_payload(height=35)), "residual of 16x35x44"),
+        (h, _gop(0, residual=_residual_payload(height=36 + bs.PAD_LATENTS + 1)), "residual of 16x53x44, larger"),
         (t2v, _gop(0, anchors=[], keyframe=False, codebook_m_tail=8, residual=None), "every T2V GOP is a keyframe"),
         (t2v, _gop(0, anchors=[], residual=None), "only I2V has a separate M_tail"),
         (t2v, _gop(0, anchors=[_anchor_payload()], codebook_m_tail=8, residual=None), "t2v allows none"),
