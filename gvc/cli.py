@@ -52,6 +52,8 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
                    help="Matroska tags: none (lean, default) or the encoder and its settings (full, about 250 bytes)")
     o.add_argument("--stats-json", metavar="FILE", help="write bytes, bits, bpp, kbps, PSNR and per-GOP figures as JSON")
     o.add_argument("--recon", metavar="FILE.y4m", help="write the encoder's reconstruction (the decoder reproduces it)")
+    o.add_argument("--no-audio", action="store_true",
+                   help="drop the input's audio and subtitle tracks (default: copied untouched into a .mkv output)")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
 
 
@@ -88,7 +90,8 @@ def run_encode(a: argparse.Namespace, source) -> dict:
     config = config_from_args(a)
     if a.frames is not None and a.frames < 1:
         raise GVCError("--frames must be at least 1")
-    with VideoReader(source, max_frames=a.frames) as reader, atomic_output(a.output) as out:
+    with VideoReader(source, max_frames=a.frames) as reader, copied_tracks(a, source) as tracks, \
+            atomic_output(a.output) as out:
         n = reader.info.frames
         bar = Progress(total=gop_count(n, config.gop_length, config.gop_overlap) * config.steps if n else None,
                        desc="encode", unit="step", quiet=a.quiet)
@@ -97,7 +100,8 @@ def run_encode(a: argparse.Namespace, source) -> dict:
             i = reader.info
             recon = VideoWriter(a.recon, width=i.width, height=i.height, fps=i.fps)
         try:
-            report = encode_stream(reader, out, config, on_step=bar.update, recon=recon, fmt=a.format, tags=a.tags)
+            report = encode_stream(reader, out, config, on_step=bar.update, recon=recon, fmt=a.format, tags=a.tags,
+                                   tracks=tracks)
         finally:
             bar.close()
             if recon is not None:
@@ -110,24 +114,80 @@ def run_encode(a: argparse.Namespace, source) -> dict:
     if not a.quiet:
         print(f"{a.output}: {stats['bytes']} bytes, {stats['frames']} frames {stats['width']}x{stats['height']}, "
               f"{stats['bpp']:.5f} bpp, {stats['kbps']:.2f} kbps, PSNR {stats['psnr']:.2f} dB, "
-              f"{stats['encode_seconds']:.1f} s", file=sys.stderr)
+              f"{stats['encode_seconds']:.1f} s"
+              + (f" (+{stats['track_bytes']} bytes of copied audio/subtitles)" if stats["track_bytes"] else ""),
+              file=sys.stderr)
     return stats
 
 
+@contextmanager
+def copied_tracks(a: argparse.Namespace, source):
+    """The input's audio and subtitle tracks to copy into the output (a TrackCopier), or None: --no-audio,
+    a pipe input (y4m: video only), or a .gvc output, which holds none (said once on stderr)."""
+    if a.no_audio or source == "-" or hasattr(source, "read"):
+        yield None
+        return
+    from container.io import output_format
+    from container.matroska import COPYABLE_CODECS
+    from ffmpeg_bridge.tracks import TrackCopier
+
+    with TrackCopier(source, COPYABLE_CODECS) as copier:
+        for track in copier.skipped:
+            note(a, f"{track} not copied: Matroska cannot hold its packets as they are")
+        if copier.tracks and output_format(a.output, a.format) != "mkv":
+            note(a, f"{len(copier.tracks)} audio/subtitle track(s) not copied: a .gvc stream holds video only "
+                    "(write .mkv to keep them)")
+            yield None
+            return
+        yield copier
+
+
+def note(a: argparse.Namespace, message: str) -> None:
+    if not a.quiet:
+        print(f"gvc: note: {message}", file=sys.stderr)
+
+
+def kept_tracks(a: argparse.Namespace, source, output) -> list:
+    """The stream's audio/subtitle tracks that decoding to ``output`` keeps (a .mkv/.mp4/.mov output
+    holds them; y4m does not: said once on stderr)."""
+    if a.no_audio or source == "-" or hasattr(source, "read"):
+        return []
+    from container.io import StreamReader
+
+    with StreamReader(source) as r:
+        tracks = r.info.tracks
+    if tracks and (output == "-" or hasattr(output, "write") or os.path.splitext(output)[1].lower() == ".y4m"):
+        note(a, f"{len(tracks)} audio/subtitle track(s) not written: y4m holds video only (write .mkv or .mp4)")
+        return []
+    return tracks
+
+
 def run_decode(a: argparse.Namespace, source, output) -> dict:
+    from ffmpeg_bridge.tracks import mux_tracks
     from ffmpeg_bridge.video_io import VideoWriter
 
     from .pipeline import decode_stream
     from .progress import Progress
 
+    tracks = kept_tracks(a, source, output)
     bar = Progress(total=None, desc="decode", unit="step", quiet=a.quiet)
     config = DecodeConfig(prior=a.prior, device=a.device, verify=not a.no_verify)
     with atomic_output(output) as out:
+        root, ext = os.path.splitext(out)
+        video = f"{root}.video{ext}" if tracks else out  # the decoded video, then remuxed with the tracks
         try:
-            report = decode_stream(source, lambda h: VideoWriter(out, width=h.width, height=h.height, fps=h.fps),
+            report = decode_stream(source, lambda h: VideoWriter(video, width=h.width, height=h.height, fps=h.fps),
                                    config, on_step=bar.update)
+            if tracks:
+                try:
+                    mux_tracks(video, source, out)
+                except GVCError as e:
+                    raise GVCError(f"cannot add the audio/subtitle tracks to {output} ({e}): write .mkv, "
+                                   "or drop them with --no-audio") from None
         finally:
             bar.close()
+            if video != out and os.path.exists(video):
+                os.remove(video)
     for event in report.events:
         print(f"gvc: warning: {event}", file=sys.stderr)
     if not a.quiet:
@@ -204,6 +264,8 @@ def add_decode_options(d: argparse.ArgumentParser) -> None:
     d.add_argument("--prior", default=None, help="prior to decode with (default: the one named in the stream)")
     d.add_argument("--device", default=DecodeConfig.device, help=f"cpu or cuda (default {DecodeConfig.device})")
     d.add_argument("--no-verify", action="store_true", help="do not compare decoded frames with the encoder's hash")
+    d.add_argument("--no-audio", action="store_true",
+                   help="drop the stream's audio and subtitle tracks (default: kept in a .mkv/.mp4/.mov output)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
 
 

@@ -104,11 +104,12 @@ class EncodeReport:
     bytes: int = 0
     seconds: float = 0.0
     psnr_sum: float = 0.0  # PSNR is the mean of per-frame PSNRs (RGB, 8 bit)
+    track_bytes: int = 0  # audio/subtitle tracks copied beside the video (not counted in bytes, bpp, kbps)
     gops: list[GopRecord] = field(default_factory=list)
 
     def as_dict(self, path_bytes: int | None = None) -> dict:
         h = self.header
-        total = path_bytes if path_bytes is not None else self.bytes
+        total = path_bytes - self.track_bytes if path_bytes is not None else self.bytes
         bits = 8 * total
         pixels = h.width * h.height * max(self.frames, 1)
         seconds_of_video = self.frames / float(h.fps) if self.frames else 0.0
@@ -116,7 +117,7 @@ class EncodeReport:
             "mode": h.mode, "prior": h.prior_id, "quality": h.codebook_m, "bytes": total, "bits": bits,
             "frames": self.frames, "width": h.width, "height": h.height, "fps": float(h.fps),
             "bpp": bits / pixels, "kbps": bits / seconds_of_video / 1000 if seconds_of_video else 0.0,
-            "encode_seconds": round(self.seconds, 3),
+            "track_bytes": self.track_bytes, "encode_seconds": round(self.seconds, 3),
             "psnr": self.psnr_sum / max(self.frames, 1),
             "gops": [g.as_dict() for g in self.gops],
         }
@@ -152,11 +153,13 @@ def _read(frames: Iterator[np.ndarray], n: int) -> list[np.ndarray]:
 
 
 def encode_stream(source, out, config: CodecConfig, *, on_gop: OnGop | None = None, on_step: OnStep | None = None,
-                  recon=None, fmt: str | None = None, tags: str = "lean") -> EncodeReport:
+                  recon=None, fmt: str | None = None, tags: str = "lean", tracks=None) -> EncodeReport:
     """Encode the frames of `source` (an object with ``info`` (width, height, fps, frames or None) that iterates
     uint8 RGB frames, e.g. a ffmpeg_bridge VideoReader) into `out` (.mkv, .gvc, '-' or a
     binary file). `recon` (write(frame)) receives the reconstruction, `on_step` every sampler step; ``tags="full"``
-    writes the encoder and its settings as Matroska tags (see container.io.TAG_LEVELS)."""
+    writes the encoder and its settings as Matroska tags (see container.io.TAG_LEVELS); `tracks` (e.g. an
+    ffmpeg_bridge.tracks.TrackCopier of the input) are copied into a Matroska output beside the video
+    (container.io.StreamWriter)."""
     info = source.info
     codec = GopCodec.for_encoding(load_prior(config.prior, device=config.device), config, width=info.width,
                                   height=info.height, fps=info.fps, frame_count=info.frames, device=config.device)
@@ -166,7 +169,7 @@ def encode_stream(source, out, config: CodecConfig, *, on_gop: OnGop | None = No
     frames_in = iter(source)
     carry: list[np.ndarray] = []
     t0 = time.perf_counter()
-    with StreamWriter(out, h, tags=tag_values, fmt=fmt, tag_level=tags) as writer:
+    with StreamWriter(out, h, tags=tag_values, fmt=fmt, tag_level=tags, tracks=tracks) as writer:
         rc = _RateController(codec, config.target_kbps, writer.bytes_written) if config.target_kbps else None
         index = 0
         while True:
@@ -195,6 +198,7 @@ def encode_stream(source, out, config: CodecConfig, *, on_gop: OnGop | None = No
             index += 1
             if len(frames) < h.gop_length:
                 break
+    report.track_bytes = writer.track_bytes
     report.seconds = time.perf_counter() - t0
     report.bytes += len(h.to_bytes())
     if report.frames == 0:
