@@ -207,6 +207,7 @@ class StreamReader:
         if isinstance(first, BitstreamError):
             raise BitstreamError(f"sequence header damaged: {first}")
         self.info = StreamInfo(SequenceHeader.from_bytes(first), "gvc", {}, size)
+        self._header_unit = first
 
     @property
     def header(self) -> SequenceHeader:
@@ -218,6 +219,8 @@ class StreamReader:
             if isinstance(data, BitstreamError):
                 yield data
                 continue
+            if self._mkv is None and data == self._header_unit:
+                continue  # the same header again: streams that share it, concatenated (cat a.gvc b.gvc)
             try:
                 yield GopUnit.from_bytes(data, self.header)
             except BitstreamError as e:

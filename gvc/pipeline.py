@@ -288,6 +288,7 @@ class _SequenceDecoder:
         self.codec, self.writer, self.verify, self.on_gop, self.on_step = codec, writer, verify, on_gop, on_step
         self.report = DecodeReport(codec.header)
         self.expected = 0  # the next GOP index in sequence
+        self.sequence_start = 0  # output frame where the current sequence began (streams concatenated)
 
     def run(self, units: Iterable[GopUnit | BitstreamError]) -> None:
         for unit in units:
@@ -295,6 +296,8 @@ class _SequenceDecoder:
                 where = "before GOP 0" if self.expected == 0 else f"after GOP {self.expected - 1}"
                 self._event(Problem.CORRUPT_UNIT, None, f"damaged unit {where}: {unit}")
                 continue
+            if unit.gop_index == 0 and self._sequence_complete():
+                self.expected, self.sequence_start = 0, self.report.frames  # the next of concatenated streams
             while self.expected < unit.gop_index:
                 self._conceal(self._event(Problem.MISSING, self.expected, f"GOP {self.expected} missing: concealed"))
             if unit.gop_index < self.expected:
@@ -302,10 +305,15 @@ class _SequenceDecoder:
                 continue
             self._decode(unit)
         h = self.codec.header
-        while h.frame_count and self.report.frames < h.frame_count:
+        while h.frame_count and self.report.frames - self.sequence_start < h.frame_count:
             n = self.expected
             if not self._conceal(self._event(Problem.MISSING, n, f"GOP {n} missing at end of stream: concealed")):
                 break
+
+    def _sequence_complete(self) -> bool:
+        """Every frame the header announces is out: a GOP 0 now starts a concatenated stream sharing it."""
+        n = self.codec.header.frame_count
+        return bool(n) and self.expected > 0 and self.report.frames - self.sequence_start >= n
 
     def _event(self, problem: Problem, gop: int | None, message: str) -> DecodeEvent:
         event = DecodeEvent(problem, gop, message)
@@ -336,7 +344,8 @@ class _SequenceDecoder:
         for f in frames:
             self.writer.write(f)
         self.report.frames += len(frames)
-        self.report.gops = self.expected = record.gop + 1
+        self.expected = record.gop + 1
+        self.report.gops += 1
         if self.on_gop is not None:
             self.on_gop(record)
 

@@ -148,3 +148,16 @@ def test_subtitles_kept_through_encode_and_decode(tmp_path, clip, ffmpeg):
         subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(f), "-map", "0:s", str(srt)], check=True)
         texts.append(srt.read_text())
     assert texts[0].strip() == SRT.strip() and texts[1] == texts[0] and texts[2] == texts[0]
+
+
+def test_transcode_recipe_keeps_the_audio_aligned(phone, encoded, tmp_path, ffmpeg):
+    """README's GVC -> H.264 recipe: gvc-pipe decode | ffmpeg -copyts -i - -i x.mkv ... -c:a copy."""
+    out, _ = encoded
+    h264 = tmp_path / "h264.mp4"
+    decode = subprocess.Popen([sys.executable, "-m", "gvc.pipe_cli", "decode", str(out)], stdout=subprocess.PIPE)
+    p = subprocess.run([ffmpeg, "-v", "error", "-y", "-copyts", "-i", "-", "-i", str(out), "-map", "0:v", "-map", "1:a?",
+                        "-c:v", "libx264", "-crf", "18", "-c:a", "copy", str(h264)], stdin=decode.stdout,
+                       capture_output=True, text=True)
+    assert decode.wait() == 0 and p.returncode == 0, p.stderr
+    assert len(packets(h264, "video")) == FRAMES and video_start_ms(h264) == 0
+    same_packets(packets(h264, "audio"), kept(phone), 0.5)
