@@ -2,7 +2,8 @@
 
 Sources: any file FFmpeg can decode (``.mp4``, ``.mkv``, ``.y4m`` ...), ``"-"`` (y4m on stdin), or a binary
 file object carrying y4m (e.g. a subprocess' stdout). Destinations: ``.y4m``, ``"-"`` (y4m on stdout) or a
-binary file object (y4m); ``.mp4``/``.mkv``/``.mov`` (libx264, lossless ``-qp 0``).
+binary file object (y4m); ``.mp4``/``.mkv``/``.mov``: libx264 at a visually lossless CRF in the writer's pixel format
+(yuv420p by default: High profile, what players play), or lossless ``-qp 0`` when asked (``lossless=True``).
 
 y4m is parsed once, here: the header line is validated and every ``FRAME`` line and plane payload is read
 from the stream by :class:`_Y4MFrames` (so a bad header, damaged data and a truncated last frame are
@@ -70,6 +71,10 @@ _X264_PIX_FMTS = frozenset(
     {"yuv420p", "yuv422p", "yuv444p", "gray", "yuv420p10le", "yuv422p10le", "yuv444p10le"}
 )
 _ENCODED_EXTS = {".mp4", ".mkv", ".mov"}
+# x264's CRF 18 is the usual "visually lossless" point: well above the codec's own quality, at about a
+# hundredth of the lossless rate. Lossless (qp 0) makes x264 use the High 4:4:4 Predictive profile, which
+# many players refuse.
+X264_CRF = 18
 
 # y4m C token -> FFmpeg pix_fmt (tokens known to libavformat; only those in _LAYOUT are accepted)
 _Y4M_COLORSPACES = {
@@ -238,9 +243,11 @@ class _Y4MFrames:
 
     def _fill(self, n: int) -> bool:
         """Read until the buffer holds n bytes; False at the end of the stream."""
+        # read1: what the pipe has now (a live producer's last frame is not held back waiting for 64 KiB more)
+        read = getattr(self._stream, "read1", None) or self._stream.read
         while len(self._buf) < n and not self._eof:
             try:
-                chunk = self._stream.read(max(n - len(self._buf), 1 << 16))
+                chunk = read(max(n - len(self._buf), 1 << 16))
             except OSError as e:
                 raise InputError(f"cannot read input {self.name}: {e.strerror or e}") from None
             if chunk is None:
@@ -487,9 +494,10 @@ def _is_broken_pipe(e: BaseException) -> bool:
 
 class VideoWriter:
     """Write RGB ``uint8`` frames ``[H, W, 3]`` to y4m (path, ``"-"`` or binary file object) or to
-    ``.mp4``/``.mkv``/``.mov`` (libx264, lossless in YUV: ``qp 0``)."""
+    ``.mp4``/``.mkv``/``.mov`` (libx264 at CRF :data:`X264_CRF`; ``lossless=True``: lossless in YUV, ``qp 0``)."""
 
-    def __init__(self, dest, *, width: int, height: int, fps, pix_fmt: str = "yuv420p"):
+    def __init__(self, dest, *, width: int, height: int, fps, pix_fmt: str = "yuv420p", lossless: bool = False):
+        self.lossless = lossless
         self._container = None
         self._closed = False
         self._broken = False
@@ -505,6 +513,8 @@ class VideoWriter:
             fps = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1_000_000)
         except (TypeError, ValueError):
             raise InputError(f"bad frame rate {fps!r}") from None
+        if max(fps.numerator, fps.denominator) > 2**31 - 1:  # FFmpeg's AVRational holds int32 terms
+            fps = fps.limit_denominator(1_000_000)
         if fps <= 0:
             raise InputError(f"bad frame rate {fps}")
         if pix_fmt not in WRITER_PIX_FMTS:
@@ -550,7 +560,8 @@ class VideoWriter:
             raise InputError(f"unsupported pixel format {self.pix_fmt} for {Path(path).suffix} output")
         try:
             self._container = av.open(path, "w")
-            self._stream = self._container.add_stream("libx264", rate=self.fps, options={"qp": "0", "preset": "medium"})
+            rate = {"qp": "0"} if self.lossless else {"crf": str(X264_CRF)}
+            self._stream = self._container.add_stream("libx264", rate=self.fps, options={**rate, "preset": "medium"})
         except av.error.FFmpegError as e:
             raise InputError(f"cannot write {self.name}: {_av_reason(e)}") from None
         # An odd-sized picture is coded (and its frames converted) in 4:4:4: libx264 needs even 4:2:0 sizes.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from contextlib import contextmanager
 from dataclasses import fields
@@ -27,6 +28,12 @@ def option(group, flag: str, name: str, **kw) -> None:
     group.add_argument(flag, dest=name, default=default, help=cfg.help_text(name), **kw)
 
 
+def _anchor_codec_names():
+    from container.bitstream import ANCHOR_CODECS
+
+    return ANCHOR_CODECS
+
+
 def add_encode_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("codec")
     option(g, "--mode", "mode", choices=cfg.MODES)
@@ -42,10 +49,11 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     option(g, "--gamma", "gamma")
     option(g, "--shift", "shift")
     option(g, "--seed", "seed")
+    option(g, "--refresh", "refresh", metavar="N")
     option(g, "--prompt", "prompt")
     option(g, "--residual-step", "residual_step")
     option(g, "--anchor-quality", "anchor_quality")
-    option(g, "--anchor-codec", "anchor_codec")
+    option(g, "--anchor-codec", "anchor_codec", choices=list(_anchor_codec_names()), metavar="CODEC")
     o = p.add_argument_group("output")
     o.add_argument("--format", choices=("mkv", "gvc"), help="container (default: from the output name; '-' is gvc)")
     o.add_argument("--tags", choices=("lean", "full"), default="lean",
@@ -54,7 +62,12 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--recon", metavar="FILE.y4m", help="write the encoder's reconstruction (the decoder reproduces it)")
     o.add_argument("--no-audio", action="store_true",
                    help="drop the input's audio and subtitle tracks (default: copied untouched into a .mkv output)")
-    o.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+    add_progress_options(o)
+
+
+def add_progress_options(g) -> None:
+    g.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
 
 def config_from_args(a: argparse.Namespace) -> CodecConfig:
@@ -64,10 +77,36 @@ def config_from_args(a: argparse.Namespace) -> CodecConfig:
     return config.validate()
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived (a BaseException, like KeyboardInterrupt, so no error handler swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.exit_status = 128 + signum
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+class OutputKept(GVCError):
+    """An encode stopped early (signal, input ending mid-frame, write error) and kept its finished GOPs."""
+
+    def __init__(self, message: str, exit_status: int):
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
+def is_file_output(path) -> bool:
+    return isinstance(path, (str, os.PathLike)) and str(path) not in ("-", os.devnull)
+
+
 @contextmanager
-def atomic_output(path: str):
-    """Write to NAME.part.EXT and rename on success, so an interrupted run never leaves a half file."""
-    if path == "-" or hasattr(path, "write") or path == os.devnull:
+def atomic_output(path: str, keep_partial=lambda: False):
+    """Write to NAME.part.EXT and rename it to NAME on success, so a failed run never leaves a half file. When
+    `keep_partial()` says so (finished GOPs worth keeping), an interrupted or failed run renames what it wrote
+    too. Errors naming the temporary file name the user's path instead."""
+    if not is_file_output(path):
         yield path
         return
     root, ext = os.path.splitext(path)
@@ -75,46 +114,112 @@ def atomic_output(path: str):
     try:
         yield tmp
         os.replace(tmp, path)
+    except GVCError as e:
+        if keep_partial() and os.path.exists(tmp):
+            os.replace(tmp, path)
+        if tmp in str(e):
+            e.args = (str(e).replace(tmp, str(path)),)
+        raise
+    except BaseException:
+        if keep_partial() and os.path.exists(tmp):
+            os.replace(tmp, path)
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
+def check_writable(path, what: str = "output") -> None:
+    """Before any work: the folder of a file output exists and is writable, and the path is not a folder."""
+    if not is_file_output(path):
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise GVCError(f"cannot write {what} {path}: it is a directory")
+    if not os.path.isdir(folder):
+        raise GVCError(f"cannot write {what} {path}: directory {os.path.dirname(path) or '.'} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise GVCError(f"cannot write {what} {path}: directory {os.path.dirname(path) or '.'} is not writable")
+
+
+ENCODE_OUTPUTS = (".mkv", ".gvc")
+
+
+def check_encode_output(path) -> None:
+    if is_file_output(path) and os.path.splitext(str(path))[1].lower() not in ENCODE_OUTPUTS:
+        raise GVCError(f"output {path} must end in .mkv or .gvc (or be '-' for an elementary stream on stdout)")
+    check_writable(path)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+class _Kept:
+    """GOPs and frames finished so far (what an interrupted encode keeps)."""
+
+    def __init__(self, progress):
+        self.gops = self.frames = 0
+        self.progress = progress
+
+    def add(self, record) -> None:
+        self.gops += 1
+        self.frames += record.frames
+        self.progress.gop(record)
+
+
 def run_encode(a: argparse.Namespace, source) -> dict:
     from ffmpeg_bridge.video_io import VideoReader, VideoWriter
 
-    from .gop import gop_count
+    from .errors import InputError
     from .pipeline import encode_stream
     from .progress import Progress
 
-    config = config_from_args(a)
+    config = config_from_args(a)  # every option checked before any file is opened or the model loaded
     if a.frames is not None and a.frames < 1:
         raise GVCError("--frames must be at least 1")
-    with VideoReader(source, max_frames=a.frames) as reader, copied_tracks(a, source) as tracks, \
-            atomic_output(a.output) as out:
-        n = reader.info.frames
-        bar = Progress(total=gop_count(n, config.gop_length, config.gop_overlap) * config.steps if n else None,
-                       desc="encode", unit="step", quiet=a.quiet)
-        recon = None
-        if a.recon:
-            i = reader.info
-            recon = VideoWriter(a.recon, width=i.width, height=i.height, fps=i.fps)
+    check_encode_output(a.output)
+    for path, what in ((a.recon, "--recon"), (a.stats_json, "--stats-json")):
+        if path:
+            check_writable(path, what)
+    if a.recon and os.path.splitext(a.recon)[1].lower() != ".y4m":
+        raise GVCError(f"--recon {a.recon} must end in .y4m")
+    with VideoReader(source, max_frames=a.frames) as reader, copied_tracks(a, source) as tracks:
+        n = reader.info.frames if a.frames is None else min(reader.info.frames or a.frames, a.frames)
+        kept = _Kept(Progress(total=n, desc="encode", quiet=a.quiet, force=a.progress))
         try:
-            report = encode_stream(reader, out, config, on_step=bar.update, recon=recon, fmt=a.format, tags=a.tags,
-                                   tracks=tracks)
-        finally:
-            bar.close()
-            if recon is not None:
-                recon.close()
-    size = os.path.getsize(a.output) if a.output != "-" else None
+            with atomic_output(a.output, lambda: kept.gops > 0) as out, \
+                    atomic_output(a.recon, lambda: kept.gops > 0) if a.recon else _nothing() as recon_path:
+                recon = None
+                if recon_path:
+                    i = reader.info
+                    recon = VideoWriter(recon_path, width=i.width, height=i.height, fps=i.fps)
+                try:
+                    report = encode_stream(reader, out, config, on_gop=kept.add, on_step=kept.progress.step,
+                                           recon=recon, fmt=a.format, tags=a.tags, tracks=tracks)
+                finally:
+                    kept.progress.close()
+                    if recon is not None:
+                        recon.close()
+        except (Interrupted, KeyboardInterrupt, InputError) as e:
+            if kept.gops == 0:
+                raise
+            status = e.exit_status if isinstance(e, Interrupted) else 130 if isinstance(e, KeyboardInterrupt) else 1
+            why = "interrupted" if status != 1 else str(e)
+            where = f" in {a.output}" if is_file_output(a.output) else ""
+            raise OutputKept(f"{why}: kept {plural(kept.gops, 'finished GOP')} ({plural(kept.frames, 'frame')}){where}",
+                             status) from None
+    size = os.path.getsize(a.output) if is_file_output(a.output) else None
     stats = report.as_dict(size)
     if a.stats_json:
-        with open(a.stats_json, "w") as f:
+        with atomic_output(a.stats_json) as tmp, open(tmp, "w") as f:
             json.dump(stats, f, indent=2)
     if not a.quiet:
-        print(f"{a.output}: {stats['bytes']} bytes, {stats['frames']} frames {stats['width']}x{stats['height']}, "
-              f"{stats['bpp']:.5f} bpp, {stats['kbps']:.2f} kbps, PSNR {stats['psnr']:.2f} dB, "
-              f"{stats['encode_seconds']:.1f} s"
+        quality = (f"M per GOP {','.join(str(g['m']) for g in stats['gops'])} (mean {stats['m_mean']:.2f}, "
+                   f"rate control)" if stats["rate_control"] else f"M {stats['quality']}")
+        print(f"{a.output}: {stats['bytes']} bytes, {plural(stats['frames'], 'frame')} {stats['width']}x{stats['height']} "
+              f"in {plural(len(stats['gops']), 'GOP')}, {quality}, {stats['bpp']:.5f} bpp, {stats['kbps']:.2f} kbps, "
+              f"PSNR {stats['psnr']:.2f} dB, {stats['encode_seconds']:.1f} s"
               + (f" (+{stats['track_bytes']} bytes of copied audio/subtitles)" if stats["track_bytes"] else ""),
               file=sys.stderr)
     return stats
@@ -162,22 +267,48 @@ def kept_tracks(a: argparse.Namespace, source, output) -> list:
     return tracks
 
 
+@contextmanager
+def _nothing():
+    yield None
+
+
 def run_decode(a: argparse.Namespace, source, output) -> dict:
     from ffmpeg_bridge.tracks import mux_tracks
     from ffmpeg_bridge.video_io import VideoWriter
 
+    from .limits import default_max_frames
     from .pipeline import decode_stream
     from .progress import Progress
 
+    for name in ("max_pixels", "max_frames"):
+        if getattr(a, name) is not None and getattr(a, name) < 1:
+            raise GVCError(f"--{name.replace('_', '-')} must be at least 1")
+    if output != "-" and os.path.splitext(output)[1].lower() not in (".y4m", ".mp4", ".mkv", ".mov"):
+        raise GVCError(f"output {output} must end in .y4m, .mp4, .mkv or .mov (or be '-' for y4m on stdout)")
+    check_writable(output)
+    if source != "-" and not os.path.isfile(source):
+        raise GVCError(f"no such file: {source}" if not os.path.exists(source) else f"not a file: {source}")
+    max_frames = a.max_frames
+    if max_frames is None and source != "-":
+        from container.io import StreamReader
+
+        with StreamReader(source) as r:  # the header alone: the limit for this output, before the model loads
+            max_frames = default_max_frames(output, r.header.width, r.header.height)
     tracks = kept_tracks(a, source, output)
-    bar = Progress(total=None, desc="decode", unit="step", quiet=a.quiet)
-    config = DecodeConfig(prior=a.prior, device=a.device, verify=not a.no_verify)
+    config = DecodeConfig(prior=a.prior, device=a.device, verify=not a.no_verify, max_pixels=a.max_pixels,
+                          max_frames=max_frames)
+    bars = []
+
+    def writer_for(h):
+        bars.append(Progress(total=h.frame_count or None, desc="decode", quiet=a.quiet, force=a.progress))
+        return VideoWriter(video, width=h.width, height=h.height, fps=h.fps, lossless=getattr(a, 'lossless', False))
+
     with atomic_output(output) as out:
         root, ext = os.path.splitext(out)
         video = f"{root}.video{ext}" if tracks else out  # the decoded video, then remuxed with the tracks
         try:
-            report = decode_stream(source, lambda h: VideoWriter(video, width=h.width, height=h.height, fps=h.fps),
-                                   config, on_step=bar.update)
+            report = decode_stream(source, writer_for, config, on_gop=lambda r: bars[-1].gop(r),
+                                   on_step=lambda n=1: bars[-1].step(n))
             if tracks:
                 try:
                     mux_tracks(video, source, out)
@@ -185,16 +316,17 @@ def run_decode(a: argparse.Namespace, source, output) -> dict:
                     raise GVCError(f"cannot add the audio/subtitle tracks to {output} ({e}): write .mkv, "
                                    "or drop them with --no-audio") from None
         finally:
-            bar.close()
+            for bar in bars:
+                bar.close()
             if video != out and os.path.exists(video):
                 os.remove(video)
     for event in report.events:
         print(f"gvc: warning: {event}", file=sys.stderr)
     if not a.quiet:
-        print(f"decoded {report.frames} frames in {report.gops} GOPs", file=sys.stderr)
+        print(f"decoded {plural(report.frames, 'frame')} in {plural(report.gops, 'GOP')}", file=sys.stderr)
     if report.damage:
         # The concealed output is kept, but a damaged (truncated, CRC-failing) stream is a failure.
-        raise StreamDamagedError(f"damaged stream: {len(report.damage)} problem(s), concealed in the output "
+        raise StreamDamagedError(f"damaged stream: {plural(len(report.damage), 'problem')}, concealed in the output "
                                  f"({report.damage[0]})")
     return report.as_dict()
 
@@ -252,10 +384,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_encode_options(e)
     d = sub.add_parser("decode", help="decode a GVC stream to y4m or mp4", description="Decode a GVC stream.")
     d.add_argument("input", help="a .mkv or .gvc GVC stream, or '-' for an elementary stream on stdin")
-    d.add_argument("-o", "--output", required=True, help="output .y4m, .mp4/.mkv (lossless x264) or '-' (y4m on stdout)")
+    d.add_argument("-o", "--output", required=True,
+                   help="output .y4m, .mp4/.mkv/.mov (H.264 High at CRF 18, playable; --lossless for lossless) "
+                        "or '-' (y4m on stdout)")
     add_decode_options(d)
+    d.add_argument("--lossless", action="store_true",
+                   help=".mp4/.mkv/.mov output: lossless H.264 (4:4:4 Predictive profile, ~10x larger, few players)")
     i = sub.add_parser("info", help="print the sequence header and per-GOP sizes")
-    i.add_argument("input")
+    i.add_argument("input", help="a .mkv or .gvc GVC stream")
     i.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 
@@ -266,15 +402,27 @@ def add_decode_options(d: argparse.ArgumentParser) -> None:
     d.add_argument("--no-verify", action="store_true", help="do not compare decoded frames with the encoder's hash")
     d.add_argument("--no-audio", action="store_true",
                    help="drop the stream's audio and subtitle tracks (default: kept in a .mkv/.mp4/.mov output)")
-    d.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+    d.add_argument("--max-pixels", type=int, metavar="N",
+                   help="refuse streams whose GOPs hold more than N pixels (width x height x GOP length; "
+                        "default: what the available memory allows)")
+    d.add_argument("--max-frames", type=int, metavar="N",
+                   help="write at most N frames (default: 2^24, and for a .y4m file what its disk holds)")
+    add_progress_options(d)
 
 
 def guarded(fn):
     """Run a command; user errors become one line on stderr and exit status 1 (2: a damaged stream was
     decoded with concealment, the output is written), never a traceback."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         fn()
         return 0
+    except OutputKept as e:
+        print(f"gvc: {'error: ' if e.exit_status == 1 else ''}{e}", file=sys.stderr)
+        return e.exit_status
+    except Interrupted as e:
+        print("gvc: interrupted", file=sys.stderr)
+        return e.exit_status
     except StreamDamagedError as e:  # output written with concealment: exit 2, not 1 (nothing usable)
         print(f"gvc: error: {e}", file=sys.stderr)
         return 2
@@ -290,6 +438,8 @@ def guarded(fn):
     except FileNotFoundError as e:
         print(f"gvc: error: no such file: {e.filename}", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv=None) -> int:

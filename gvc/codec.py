@@ -210,7 +210,7 @@ class GopCodec:
         unit = GopUnit(
             gop_index=plan.index, first_frame=plan.first_frame, frame_count=plan.real_frames,
             codebook_k=k, codebook_m=m, codebook_m_tail=m_tail, m_plus_steps=m_plus_steps,
-            keyframe=h.mode == "t2v" or plan.index == 0, prompt=cfg.prompt if h.mode == "t2v" else None,
+            keyframe=h.mode == "t2v" or cfg.codes_first_anchor(plan.index), prompt=cfg.prompt if h.mode == "t2v" else None,
             anchors=anchors, indices=b"")
         first, last = self._references(plan, unit)
         n_sets, ms = len(ctx.sets), ctx.atoms(m, m_tail, m_plus_steps)
@@ -241,9 +241,10 @@ class GopCodec:
         return self._searches[(k, dim)]
 
     def _anchor_roles(self, plan: GopPlan) -> list[str]:
-        """Anchors a GOP unit carries, of those its mode allows: the first frame in GOP 0, the last in a GOP of 2+ frames."""
+        """Anchors a GOP unit carries, of those its mode allows: the first frame in GOP 0 (and I2V refresh GOPs),
+        the last in a GOP of 2+ frames."""
         return [role for role in MODE_ANCHOR_ROLES[self.header.mode]
-                if (plan.index == 0 if role == "first" else plan.length > 1)]
+                if (self.config.codes_first_anchor(plan.index) if role == "first" else plan.length > 1)]
 
     # -- decompress ----------------------------------------------------------------------------------
     def decode(self, unit: GopUnit, progress: Callable[[int], None] | None = None, *,
@@ -281,7 +282,10 @@ class GopCodec:
         images = {a.role: anchor_codec.decode_anchor(a.codec, a.data, size=(h.width, h.height)) for a in unit.anchors}
         first = last = None
         if mode != "t2v":
-            first = images.get("first") if plan.index == 0 else self._carry.get(plan.index - 1)
+            # a GOP with its own coded first anchor (GOP 0, an I2V refresh GOP) needs nothing from the one before
+            first = images.get("first")
+            if first is None and plan.index > 0:
+                first = self._carry.get(plan.index - 1)
             if first is None:
                 raise BitstreamError(f"GOP {plan.index} has no first anchor (previous GOP missing?)")
         if mode == "flf2v" and plan.length > 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
 
+from container.bitstream import ANCHOR_CODECS as _ANCHOR_CODECS
 from container.bitstream import MAX_GOP_LENGTH, MAX_PROMPT_BYTES
 from container.bitstream import MODES as _WIRE_MODES
 
@@ -41,7 +42,8 @@ class CodecConfig:
 
     mode: str = setting("i2v", "t2v: indices only; i2v: coded first frame, GOPs chained; flf2v: first+last anchors",
                         choices=MODES)
-    quality: int = setting(8, "atoms per step and codebook set M, the bitrate knob (K follows a fixed ladder)",
+    quality: int = setting(8, "atoms per step and codebook set M, the bitrate knob; the codebook size K follows the "
+                              "ladder M->K " + ", ".join(f"{m}->{k}" for m, k in K_LADDER) + " (the next rung up)",
                            lo=1, hi=MAX_QUALITY, what="quality (atoms per step)")
     tail_quality: int | None = setting(None, "M_tail for I2V's last latent frames (default: 2·M, below K)",
                                        lo=1, hi=MAX_QUALITY, what="tail quality")
@@ -55,11 +57,14 @@ class CodecConfig:
     seed: int = setting(0, "codebook and initial-noise seed", lo=0, hi=2**32 - 1)
     residual_step: float | None = setting(0.35, "I2V tail-latent residual quantiser step; 0 disables the residual",
                                           lo=1e-3, hi=100.0, what="residual step")
-    anchor_codec: str | int | None = setting(None, "anchor image codec (default: the best measured one)")
+    anchor_codec: str | int | None = setting(None, "anchor image codec: " + ", ".join(_ANCHOR_CODECS)
+                                             + " (default: the best measured one, av1-intra)")
     anchor_quality: float = setting(50.0, "anchor image quality", lo=0.0, hi=100.0, what="anchor quality")
     prompt: str = setting("", "T2V text prompt stored in the stream")
     codebook_span: int | None = setting(None, "latent frames per codebook set, 0 = one set for the whole GOP "
                                               "(default: the prior's)", lo=0, hi=MAX_GOP_LENGTH, what="codebook span")
+    refresh: int = setting(0, "I2V: code a first anchor every N GOPs, making that GOP a self-contained keyframe "
+                              "(a cut for gvc-dist, a seek point); 0 = only GOP 0", lo=0, hi=1 << 16)
     prior: str = setting("default", "'default', 'analytic', a shipped prior's name or a local weights folder")
     device: str = setting("cpu", "cpu or cuda")
     target_kbps: float | None = setting(None, "choose the knob per GOP to hit this bitrate at the input's frame rate",
@@ -83,6 +88,12 @@ class CodecConfig:
         if self.tail_quality is not None and m == self.quality:
             return self.tail_quality
         return min(2 * m, codebook_size(m) - 1)
+
+    def codes_first_anchor(self, gop_index: int) -> bool:
+        """Whether GOP `gop_index` carries its own coded first anchor (I2V and FLF2V GOP 0, I2V refresh GOPs)."""
+        if self.mode == "t2v":
+            return False
+        return gop_index == 0 or (self.mode == "i2v" and self.refresh > 0 and gop_index % self.refresh == 0)
 
     @property
     def m_tail(self) -> int:
@@ -157,3 +168,5 @@ class DecodeConfig:
     prior: str | None = None  # None: the one named in the stream
     device: str = "cpu"
     verify: bool = True  # compare the decoded frames with the encoder's frame hash
+    max_pixels: int | None = None  # pixels per GOP (W·H·L) a stream may ask for; None: from available memory
+    max_frames: int | None = None  # frames a decode may write; None: the spec's limit (gvc.limits)

@@ -23,3 +23,7 @@ class ParameterError(GVCError):
 
 class PriorMismatchError(GVCError):
     """The stream was encoded with other prior weights than the ones available to the decoder."""
+
+
+class LimitError(GVCError):
+    """A stream asks for more work, memory or output than the decoder's limits allow (gvc.limits)."""

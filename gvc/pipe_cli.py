@@ -32,7 +32,6 @@ def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     if a.command == "encode":
         return guarded(lambda: run_encode(a, "-"))
-    a.quiet = True  # stdout carries the frames; stderr stays for warnings and errors
     return guarded(lambda: run_decode(a, a.input, "-"))
 
 

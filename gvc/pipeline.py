@@ -19,12 +19,13 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from container.bitstream import GopUnit, SequenceHeader, frame_hash
+from container.bitstream import MAX_FRAMES, GopUnit, SequenceHeader, frame_hash
 from container.io import StreamReader, StreamWriter
 from ._version import __version__
 from .codec import GopCodec, GopResult
 from .config import CodecConfig, DecodeConfig
 from .errors import BitstreamError, ParameterError
+from .limits import check_work
 from .metrics import psnr
 from .priors import load_prior
 from .ratecontrol import choose, settings
@@ -39,6 +40,7 @@ class Problem(enum.Enum):
     MISSING = "missing"  # a GOP is absent: concealed
     UNDECODABLE = "undecodable"  # a GOP unit parsed but cannot be decoded: concealed
     OUT_OF_ORDER = "out of order"  # a GOP came after a later one: skipped
+    LIMIT = "limit"  # the output reached the header's frame count or the frame limit: decoding stopped
     HASH_MISMATCH = "hash mismatch"  # decoded frames differ from the encoder's (another platform): a warning
 
 
@@ -106,6 +108,7 @@ class EncodeReport:
     psnr_sum: float = 0.0  # PSNR is the mean of per-frame PSNRs (RGB, 8 bit)
     track_bytes: int = 0  # audio/subtitle tracks copied beside the video (not counted in bytes, bpp, kbps)
     gops: list[GopRecord] = field(default_factory=list)
+    rate_control: bool = False  # M and K chosen per GOP for --target-kbps (the header's M is only the first guess)
 
     def as_dict(self, path_bytes: int | None = None) -> dict:
         h = self.header
@@ -114,7 +117,11 @@ class EncodeReport:
         pixels = h.width * h.height * max(self.frames, 1)
         seconds_of_video = self.frames / float(h.fps) if self.frames else 0.0
         return {
-            "mode": h.mode, "prior": h.prior_id, "quality": h.codebook_m, "bytes": total, "bits": bits,
+            "mode": h.mode, "prior": h.prior_id, "rate_control": self.rate_control,
+            # with rate control M and K differ per GOP: "quality" is then the mean M, the GOPs list each one
+            "quality": h.codebook_m if not self.rate_control else None,
+            "m_mean": sum(g.m for g in self.gops) / len(self.gops) if self.gops else float(h.codebook_m),
+            "m_per_gop": [g.m for g in self.gops], "k_per_gop": [g.k for g in self.gops], "bytes": total, "bits": bits,
             "frames": self.frames, "width": h.width, "height": h.height, "fps": float(h.fps),
             "bpp": bits / pixels, "kbps": bits / seconds_of_video / 1000 if seconds_of_video else 0.0,
             "track_bytes": self.track_bytes, "encode_seconds": round(self.seconds, 3),
@@ -165,7 +172,7 @@ def encode_stream(source, out, config: CodecConfig, *, on_gop: OnGop | None = No
                                   height=info.height, fps=info.fps, frame_count=info.frames, device=config.device)
     h = codec.header
     tag_values = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": settings_string(config, codec.prior.name)}
-    report = EncodeReport(h)
+    report = EncodeReport(h, rate_control=bool(config.target_kbps))
     frames_in = iter(source)
     carry: list[np.ndarray] = []
     t0 = time.perf_counter()
@@ -208,7 +215,8 @@ def encode_stream(source, out, config: CodecConfig, *, on_gop: OnGop | None = No
 
 def settings_string(c: CodecConfig, prior: str) -> str:
     """The settings a second encode needs to repeat this one (Matroska ENCODER_SETTINGS tag)."""
-    s = (f"mode={c.mode} quality={c.quality} m_tail={c.m_tail} prior={prior} steps={c.steps} ode_tail={c.ode_tail} "
+    quality = f"quality={c.quality} m_tail={c.m_tail}" if not c.target_kbps else "quality=rate-control m_tail=rate-control"
+    s = (f"mode={c.mode} {quality} prior={prior} steps={c.steps} ode_tail={c.ode_tail} "
          f"gamma={c.gamma} shift={c.shift} gop={c.gop_length} seed={c.seed} residual_step={c.residual_step} "
          f"anchor_codec={c.anchor_codec if c.anchor_codec is not None else 'default'} anchor_quality={c.anchor_quality}")
     return s + (f" target_kbps={c.target_kbps}" if c.target_kbps else "")
@@ -272,8 +280,10 @@ def decode_stream(source, writer_factory, config: DecodeConfig | None = None, *,
     config = config or DecodeConfig()
     with StreamReader(source) as reader:
         h = reader.header
-        codec = GopCodec(load_prior(config.prior or h.prior_id, device=config.device, header=h), h, device=config.device)
-        decoder = _SequenceDecoder(codec, writer_factory(h), config.verify, on_gop, on_step)
+        check_work(h, max_pixels=config.max_pixels, max_frames=config.max_frames)  # before any allocation
+        codec = GopCodec(load_prior(config.prior, device=config.device, header=h), h, device=config.device)
+        decoder = _SequenceDecoder(codec, writer_factory(h), config.verify, on_gop, on_step,
+                                   config.max_frames or MAX_FRAMES)
         try:
             decoder.run(reader.units())
         finally:
@@ -281,39 +291,67 @@ def decode_stream(source, writer_factory, config: DecodeConfig | None = None, *,
         return decoder.report
 
 
-class _SequenceDecoder:
-    """Puts GOP units in sequence: conceals missing and damaged ones, skips stragglers, writes frames."""
+class _OutputFull(Exception):
+    """The output holds as many frames as the header declares or the limit allows."""
 
-    def __init__(self, codec: GopCodec, writer, verify: bool, on_gop: OnGop | None, on_step: OnStep | None):
+
+class _SequenceDecoder:
+    """Puts GOP units in sequence: conceals missing and damaged ones, skips stragglers, writes frames.
+
+    Output is bounded: never more frames than the header declares per sequence (a GOP 0 after a complete one
+    starts the next of concatenated streams sharing the header), nor ``max_frames``; in a live stream (frame
+    count 0) a gap is concealed only as far as the units present account for it (each unit read, damaged or
+    not, stands for at most one GOP), so a stray GOP index of 2^20 cannot make it write without end."""
+
+    def __init__(self, codec: GopCodec, writer, verify: bool, on_gop: OnGop | None, on_step: OnStep | None,
+                 max_frames: int = MAX_FRAMES):
         self.codec, self.writer, self.verify, self.on_gop, self.on_step = codec, writer, verify, on_gop, on_step
         self.report = DecodeReport(codec.header)
         self.expected = 0  # the next GOP index in sequence
+        self.units_seen = 0
+        self.max_frames = max_frames
         self.sequence_start = 0  # output frame where the current sequence began (streams concatenated)
 
     def run(self, units: Iterable[GopUnit | BitstreamError]) -> None:
+        try:
+            self._run(units)
+        except _OutputFull:
+            pass
+
+    def _run(self, units: Iterable[GopUnit | BitstreamError]) -> None:
+        h = self.codec.header
         for unit in units:
+            self.units_seen += 1
             if isinstance(unit, BitstreamError):
                 where = "before GOP 0" if self.expected == 0 else f"after GOP {self.expected - 1}"
                 self._event(Problem.CORRUPT_UNIT, None, f"damaged unit {where}: {unit}")
                 continue
-            if unit.gop_index == 0 and self._sequence_complete():
+            if self._sequence_room() == 0:  # all the frames the header declares are out
+                if unit.gop_index != 0:
+                    continue  # beyond the header's frame count: ignored
                 self.expected, self.sequence_start = 0, self.report.frames  # the next of concatenated streams
+            gap = unit.gop_index - self.expected
+            if not h.frame_count and gap > self.units_seen - 1 - self.report.gops:
+                self._event(Problem.OUT_OF_ORDER, unit.gop_index,
+                            f"GOP {unit.gop_index} after GOP {self.expected - 1} in a live stream: {gap} GOPs missing "
+                            f"but only {self.units_seen - 1 - self.report.gops} damaged units between: skipped")
+                continue
             while self.expected < unit.gop_index:
                 self._conceal(self._event(Problem.MISSING, self.expected, f"GOP {self.expected} missing: concealed"))
             if unit.gop_index < self.expected:
                 self._event(Problem.OUT_OF_ORDER, unit.gop_index, f"GOP {unit.gop_index} out of order: skipped")
                 continue
             self._decode(unit)
-        h = self.codec.header
-        while h.frame_count and self.report.frames - self.sequence_start < h.frame_count:
+        while h.frame_count and self._sequence_room():
             n = self.expected
             if not self._conceal(self._event(Problem.MISSING, n, f"GOP {n} missing at end of stream: concealed")):
                 break
 
-    def _sequence_complete(self) -> bool:
-        """Every frame the header announces is out: a GOP 0 now starts a concatenated stream sharing it."""
+    def _sequence_room(self) -> int | None:
+        """Frames the current sequence may still output (None: its header declares no frame count). At 0 a
+        GOP 0 starts the next of concatenated streams that share the header."""
         n = self.codec.header.frame_count
-        return bool(n) and self.expected > 0 and self.report.frames - self.sequence_start >= n
+        return n - (self.report.frames - self.sequence_start) if n else None
 
     def _event(self, problem: Problem, gop: int | None, message: str) -> DecodeEvent:
         event = DecodeEvent(problem, gop, message)
@@ -341,6 +379,15 @@ class _SequenceDecoder:
         return len(out)
 
     def _write(self, record: GopRecord, frames: list[np.ndarray]) -> None:
+        room = self.max_frames - self.report.frames
+        full = len(frames) >= room  # the frame limit: decoding stops
+        sequence_room = self._sequence_room()
+        room = room if sequence_room is None else min(room, sequence_room)
+        if len(frames) > room:
+            frames = frames[:room]
+            record.frames = room
+            self._event(Problem.LIMIT, record.gop, f"GOP {record.gop}: output stopped at {self.report.frames + room} "
+                                                   "frames (the header's frame count or --max-frames)")
         for f in frames:
             self.writer.write(f)
         self.report.frames += len(frames)
@@ -348,6 +395,8 @@ class _SequenceDecoder:
         self.report.gops += 1
         if self.on_gop is not None:
             self.on_gop(record)
+        if full:
+            raise _OutputFull()
 
 
 __all__ = ["DecodeEvent", "DecodeReport", "EncodeReport", "GopRecord", "Problem", "decode_stream",

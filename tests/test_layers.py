@@ -3,8 +3,8 @@ project import is checked against the layer order below. A module may import its
 listed for it, nothing above.
 
     tools            anything (benchmarks, evaluation, training: they drive the library API)
-    cli              gvc.cli, gvc.pipe_cli: argument parsing, exit codes; may use ffmpeg_bridge for files
-    pipeline         gvc.pipeline, gvc.progress: sequence encode/decode over the codec and container
+    cli              gvc.cli, gvc.pipe_cli, gvc.dist_cli: argument parsing, exit codes; may use ffmpeg_bridge for files
+    pipeline         gvc.pipeline, gvc.progress, gvc.distributed: sequence encode/decode over the codec and container
     core             the codec (config, gop, sampler, codebook, entropy, anchors, priors, zoo, metrics,
                      ratecontrol, codec); reads and writes no files and never imports ffmpeg_bridge, with
                      its own order: config/metrics < the rest < sampler/ratecontrol < codec
@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("gvc", "container", "ffmpeg_bridge", "tools")
 
 GROUND = {"gvc", "gvc._version", "gvc.errors"}
-CLI = {"gvc.cli", "gvc.pipe_cli"}
-PIPELINE = {"gvc.pipeline", "gvc.progress"}
+CLI = {"gvc.cli", "gvc.pipe_cli", "gvc.dist_cli"}
+PIPELINE = {"gvc.pipeline", "gvc.progress", "gvc.distributed"}
 ALLOWED = {  # layer -> the layers below it that it may import
     "ground": set(),
     "container": {"ground"},
@@ -40,7 +40,7 @@ ALLOWED = {  # layer -> the layers below it that it may import
 }
 CORE_ORDER = {  # inside the core: a module imports only ranks up to its own
     "gvc.config": 0, "gvc.metrics": 0,
-    "gvc.gop": 1, "gvc.codebook": 1, "gvc.entropy": 1, "gvc.anchors": 1, "gvc.priors": 1, "gvc.zoo": 1,
+    "gvc.gop": 1, "gvc.segments": 1, "gvc.codebook": 1, "gvc.entropy": 1, "gvc.anchors": 1, "gvc.priors": 1, "gvc.zoo": 1,
     "gvc.sampler": 2, "gvc.ratecontrol": 2,
     "gvc.codec": 3,
 }

@@ -242,7 +242,7 @@ def test_write_encoded_file(tmp_path, small_clip_y4m, ext):
     frames = _read_all(small_clip_y4m)[:5]
     y4m, enc = tmp_path / "ref.y4m", tmp_path / f"out{ext}"
     for dest in (y4m, enc):
-        with VideoWriter(dest, width=176, height=144, fps=NTSC) as w:
+        with VideoWriter(dest, width=176, height=144, fps=NTSC, lossless=True) as w:
             for f in frames:
                 w.write(f)
     with VideoReader(enc) as r:
@@ -251,6 +251,28 @@ def test_write_encoded_file(tmp_path, small_clip_y4m, ext):
     assert len(got) == 5
     # libx264 at qp 0 is lossless in YUV: identical to the y4m of the same frames
     assert all(np.array_equal(a, b) for a, b in zip(got, _read_all(y4m)))
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv"])
+def test_encoded_output_is_playable_by_default(tmp_path, clip, ffmpeg, ext):
+    """Issue 19: .mp4/.mkv output is yuv420p H.264 High (or Main) at a visually lossless CRF, a tenth of the
+    lossless size or less; lossless=True keeps the 4:4:4-profile lossless coding."""
+    frames = _read_all_limited(clip(CARPHONE), 30)
+    paths = {}
+    for lossless in (False, True):
+        paths[lossless] = tmp_path / f"{'lossless' if lossless else 'default'}{ext}"
+        with VideoWriter(paths[lossless], width=176, height=144, fps=NTSC, lossless=lossless) as w:
+            for f in frames:
+                w.write(f)
+    probe = subprocess.run([ffmpeg, "-hide_banner", "-i", str(paths[False])], capture_output=True, text=True).stderr
+    video = next(line for line in probe.splitlines() if "Video:" in line)
+    assert re.search(r"h264 \((High|Main)\)", video) and "yuv420p(" in video, video
+    probe = subprocess.run([ffmpeg, "-hide_banner", "-i", str(paths[True])], capture_output=True, text=True).stderr
+    assert "High 4:4:4 Predictive" in probe
+    assert paths[False].stat().st_size * 10 <= paths[True].stat().st_size
+    got, exact = _read_all(paths[False]), _read_all(paths[True])  # the lossless file: the same frames in 4:2:0
+    db = [psnr(a, b) for a, b in zip(exact, got)]
+    assert len(got) == 30 and min(db) > 34 and sum(db) / 30 > 37  # CRF 18 on carphone: 36.0 min, 37.8 mean
 
 
 def test_write_stdout_to_ffmpeg(tmp_path, small_clip_y4m, ffmpeg):

@@ -32,12 +32,7 @@ def read_frames(path: str) -> list[np.ndarray]:
 
 
 def main(argv=None) -> int:
-    from ffmpeg_bridge.ffmpeg import run_ffmpeg
-    from ffmpeg_bridge.video_io import VideoReader, VideoWriter
-    from gvc.config import MODES, CodecConfig, DecodeConfig, default
-    from gvc.errors import GVCError
-    from gvc.metrics import psnr
-    from gvc.pipeline import decode_stream, encode_stream
+    from gvc.config import MODES, default
 
     p = argparse.ArgumentParser(prog="python -m tools.main_job", description=__doc__.splitlines()[0])
     p.add_argument("--clip", default=str(DEFAULT_CLIP))
@@ -45,13 +40,27 @@ def main(argv=None) -> int:
     p.add_argument("--mode", default=default("mode"), choices=MODES)
     p.add_argument("--quality", type=int, default=default("quality"))
     p.add_argument("--prior", default=default("prior"))
-    p.add_argument("--keep", metavar="DIR", help="keep the files in DIR")
+    p.add_argument("--keep", metavar="DIR", help="keep the files in DIR (default: a temporary folder, removed at the end)")
     a = p.parse_args(argv)
     if not os.path.exists(a.clip):
         print(f"main_job: clip not found: {a.clip}", file=sys.stderr)
         return 1
-    work = Path(a.keep or tempfile.mkdtemp(prefix="gvc-main-"))
-    work.mkdir(parents=True, exist_ok=True)
+    if a.keep:
+        Path(a.keep).mkdir(parents=True, exist_ok=True)
+        print(f"main_job: files kept in {a.keep}", file=sys.stderr)
+        return run(a, Path(a.keep))
+    with tempfile.TemporaryDirectory(prefix="gvc-main-") as work:  # 15 MB of y4m: never left behind
+        return run(a, Path(work))
+
+
+def run(a: argparse.Namespace, work: Path) -> int:
+    from ffmpeg_bridge.ffmpeg import run_ffmpeg
+    from ffmpeg_bridge.video_io import VideoReader, VideoWriter
+    from gvc.config import CodecConfig, DecodeConfig
+    from gvc.errors import GVCError
+    from gvc.metrics import psnr
+    from gvc.pipeline import decode_stream, encode_stream
+
     src, mkv, recon, dec = (str(work / n) for n in ("src.y4m", "out.mkv", "recon.y4m", "decoded.y4m"))
     run_ffmpeg(["-y", "-i", a.clip, "-frames:v", str(a.frames), "-vf", "scale=352:288:flags=bicubic",
                 "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", src])

@@ -24,8 +24,12 @@ def available() -> list[str]:
 
 
 def load_prior(name_or_path: str | None = "default", *, device="cpu", header=None) -> FlowPrior:
-    """Instantiate a prior. When decoding, `header` (the stream's SequenceHeader) lets a builtin prior
-    be found from its identifier in the stream."""
+    """Instantiate a prior. When decoding, `header` is the stream's SequenceHeader: with no name from the
+    user, its ``prior_id`` picks the prior, but only among the registered names (builtins and the zoo): a
+    local folder is the user's choice (``--prior PATH``), never the file's (the decoder then checks the
+    folder's hash against the header)."""
+    if name_or_path is None and header is not None:
+        return _registered(header.prior_id, device)
     name = name_or_path or "default"
     if name == "default":
         name = DEFAULT_PRIOR
@@ -38,9 +42,17 @@ def load_prior(name_or_path: str | None = "default", *, device="cpu", header=Non
         raise ParameterError(f"prior '{name}': its weights are missing from the installed package ({ZOO_DIR})")
     if os.path.isdir(name):
         return _from_folder(name, device)
-    if header is not None:
-        raise ParameterError(f"stream needs prior '{name}': pass --prior PATH to its local weights folder")
     raise ParameterError(f"unknown prior '{name}' (builtin: {', '.join(available())}; or a local Wan folder)")
+
+
+def _registered(name: str, device) -> FlowPrior:
+    if name in _BUILTIN:
+        return _BUILTIN[name](device=device)
+    if name in MODELS:
+        return load_prior(name, device=device)
+    shown = name if name.isprintable() and len(name) <= 64 else repr(name[:64])
+    raise ParameterError(f"stream needs prior '{shown}', which is not a registered prior "
+                         f"({', '.join(available())}): pass --prior PATH to its local weights folder")
 
 
 def _from_folder(path, device) -> FlowPrior:
