@@ -106,12 +106,13 @@ class EncodeReport:
     bytes: int = 0
     seconds: float = 0.0
     psnr_sum: float = 0.0  # PSNR is the mean of per-frame PSNRs (RGB, 8 bit)
+    track_bytes: int = 0  # audio/subtitle tracks copied beside the video (not counted in bytes, bpp, kbps)
     gops: list[GopRecord] = field(default_factory=list)
     rate_control: bool = False  # M and K chosen per GOP for --target-kbps (the header's M is only the first guess)
 
     def as_dict(self, path_bytes: int | None = None) -> dict:
         h = self.header
-        total = path_bytes if path_bytes is not None else self.bytes
+        total = path_bytes - self.track_bytes if path_bytes is not None else self.bytes
         bits = 8 * total
         pixels = h.width * h.height * max(self.frames, 1)
         seconds_of_video = self.frames / float(h.fps) if self.frames else 0.0
@@ -123,7 +124,7 @@ class EncodeReport:
             "m_per_gop": [g.m for g in self.gops], "k_per_gop": [g.k for g in self.gops], "bytes": total, "bits": bits,
             "frames": self.frames, "width": h.width, "height": h.height, "fps": float(h.fps),
             "bpp": bits / pixels, "kbps": bits / seconds_of_video / 1000 if seconds_of_video else 0.0,
-            "encode_seconds": round(self.seconds, 3),
+            "track_bytes": self.track_bytes, "encode_seconds": round(self.seconds, 3),
             "psnr": self.psnr_sum / max(self.frames, 1),
             "gops": [g.as_dict() for g in self.gops],
         }
@@ -159,11 +160,13 @@ def _read(frames: Iterator[np.ndarray], n: int) -> list[np.ndarray]:
 
 
 def encode_stream(source, out, config: CodecConfig, *, on_gop: OnGop | None = None, on_step: OnStep | None = None,
-                  recon=None, fmt: str | None = None, tags: str = "lean") -> EncodeReport:
+                  recon=None, fmt: str | None = None, tags: str = "lean", tracks=None) -> EncodeReport:
     """Encode the frames of `source` (an object with ``info`` (width, height, fps, frames or None) that iterates
     uint8 RGB frames, e.g. a ffmpeg_bridge VideoReader) into `out` (.mkv, .gvc, '-' or a
     binary file). `recon` (write(frame)) receives the reconstruction, `on_step` every sampler step; ``tags="full"``
-    writes the encoder and its settings as Matroska tags (see container.io.TAG_LEVELS)."""
+    writes the encoder and its settings as Matroska tags (see container.io.TAG_LEVELS); `tracks` (e.g. an
+    ffmpeg_bridge.tracks.TrackCopier of the input) are copied into a Matroska output beside the video
+    (container.io.StreamWriter)."""
     info = source.info
     codec = GopCodec.for_encoding(load_prior(config.prior, device=config.device, dtype=config.dtype), config, width=info.width,
                                   height=info.height, fps=info.fps, frame_count=info.frames, device=config.device)
@@ -173,7 +176,7 @@ def encode_stream(source, out, config: CodecConfig, *, on_gop: OnGop | None = No
     frames_in = iter(source)
     carry: list[np.ndarray] = []
     t0 = time.perf_counter()
-    with StreamWriter(out, h, tags=tag_values, fmt=fmt, tag_level=tags) as writer:
+    with StreamWriter(out, h, tags=tag_values, fmt=fmt, tag_level=tags, tracks=tracks) as writer:
         rc = _RateController(codec, config.target_kbps, writer.bytes_written) if config.target_kbps else None
         index = 0
         while True:
@@ -202,6 +205,7 @@ def encode_stream(source, out, config: CodecConfig, *, on_gop: OnGop | None = No
             index += 1
             if len(frames) < h.gop_length:
                 break
+    report.track_bytes = writer.track_bytes
     report.seconds = time.perf_counter() - t0
     report.bytes += len(h.to_bytes())
     if report.frames == 0:
@@ -294,7 +298,8 @@ class _OutputFull(Exception):
 class _SequenceDecoder:
     """Puts GOP units in sequence: conceals missing and damaged ones, skips stragglers, writes frames.
 
-    Output is bounded: never more frames than the header declares nor ``max_frames``; in a live stream (frame
+    Output is bounded: never more frames than the header declares per sequence (a GOP 0 after a complete one
+    starts the next of concatenated streams sharing the header), nor ``max_frames``; in a live stream (frame
     count 0) a gap is concealed only as far as the units present account for it (each unit read, damaged or
     not, stands for at most one GOP), so a stray GOP index of 2^20 cannot make it write without end."""
 
@@ -304,8 +309,8 @@ class _SequenceDecoder:
         self.report = DecodeReport(codec.header)
         self.expected = 0  # the next GOP index in sequence
         self.units_seen = 0
-        h = codec.header
-        self.max_frames = min(h.frame_count, max_frames) if h.frame_count else max_frames
+        self.max_frames = max_frames
+        self.sequence_start = 0  # output frame where the current sequence began (streams concatenated)
 
     def run(self, units: Iterable[GopUnit | BitstreamError]) -> None:
         units = iter(units)
@@ -324,6 +329,10 @@ class _SequenceDecoder:
                 where = "before GOP 0" if self.expected == 0 else f"after GOP {self.expected - 1}"
                 self._event(Problem.CORRUPT_UNIT, None, f"damaged unit {where}: {unit}")
                 continue
+            if self._sequence_room() == 0:  # all the frames the header declares are out
+                if unit.gop_index != 0:
+                    continue  # beyond the header's frame count: ignored
+                self.expected, self.sequence_start = 0, self.report.frames  # the next of concatenated streams
             gap = unit.gop_index - self.expected
             if not h.frame_count and gap > self.units_seen - 1 - self.report.gops:
                 self._event(Problem.OUT_OF_ORDER, unit.gop_index,
@@ -336,10 +345,16 @@ class _SequenceDecoder:
                 self._event(Problem.OUT_OF_ORDER, unit.gop_index, f"GOP {unit.gop_index} out of order: skipped")
                 continue
             self._decode(unit)
-        while h.frame_count and self.report.frames < h.frame_count:
+        while h.frame_count and self._sequence_room():
             n = self.expected
             if not self._conceal(self._event(Problem.MISSING, n, f"GOP {n} missing at end of stream: concealed")):
                 break
+
+    def _sequence_room(self) -> int | None:
+        """Frames the current sequence may still output (None: its header declares no frame count). At 0 a
+        GOP 0 starts the next of concatenated streams that share the header."""
+        n = self.codec.header.frame_count
+        return n - (self.report.frames - self.sequence_start) if n else None
 
     def _event(self, problem: Problem, gop: int | None, message: str) -> DecodeEvent:
         event = DecodeEvent(problem, gop, message)
@@ -368,16 +383,19 @@ class _SequenceDecoder:
 
     def _write(self, record: GopRecord, frames: list[np.ndarray]) -> None:
         room = self.max_frames - self.report.frames
-        full = len(frames) >= room
+        full = len(frames) >= room  # the frame limit: decoding stops
+        sequence_room = self._sequence_room()
+        room = room if sequence_room is None else min(room, sequence_room)
         if len(frames) > room:
             frames = frames[:room]
             record.frames = room
-            self._event(Problem.LIMIT, record.gop, f"GOP {record.gop}: output stopped at {self.max_frames} frames "
-                                                   "(the header's frame count or --max-frames)")
+            self._event(Problem.LIMIT, record.gop, f"GOP {record.gop}: output stopped at {self.report.frames + room} "
+                                                   "frames (the header's frame count or --max-frames)")
         for f in frames:
             self.writer.write(f)
         self.report.frames += len(frames)
-        self.report.gops = self.expected = record.gop + 1
+        self.expected = record.gop + 1
+        self.report.gops += 1
         if self.on_gop is not None:
             self.on_gop(record)
         if full:
