@@ -38,20 +38,34 @@ def _write_errors():
         raise InputError(f"cannot write the output: {e.strerror or e}") from None
 
 
+def output_format(path, fmt: str | None = None) -> str:
+    """The container a StreamWriter writes: ``fmt`` ("mkv" or "gvc"), else .gvc and '-' are gvc, the rest mkv."""
+    fmt = fmt or ("gvc" if _is_stdio(path) or str(path).endswith(".gvc") else "mkv")
+    if fmt not in ("mkv", "gvc"):
+        raise InputError(f"unknown output format {fmt!r} (mkv or gvc)")
+    return fmt
+
+
 class StreamWriter:
     """Writes a header then GOP units; ``fmt`` is "mkv" or "gvc" (default: from the file name).
 
     ``tags`` (encoder name, settings, ...) go into a Matroska file only with ``tag_level="full"``: they
-    cost about 250 bytes, as much as a low-rate GOP, and nothing reads them to decode."""
+    cost about 250 bytes, as much as a low-rate GOP, and nothing reads them to decode.
+
+    ``tracks`` (Matroska only): audio/subtitle tracks copied untouched beside the video, an object with
+    ``tracks`` (as :func:`container.matroska.copied_track` takes them) and ``packets()`` (track index,
+    data, time_ns from frame 0, duration_ns, keyframe: ``ffmpeg_bridge.tracks.TrackCopier``). Their packets
+    are interleaved in time with the GOP units: those before a unit's start are written before it; at
+    close, those that start before the end of the video (later ones have no picture to go with)."""
 
     def __init__(self, path, header: SequenceHeader, *, fmt: str | None = None, tags: dict[str, str] | None = None,
-                 tag_level: str = "lean"):
+                 tag_level: str = "lean", tracks=None):
         self.header = header
-        fmt = fmt or ("gvc" if _is_stdio(path) or str(path).endswith(".gvc") else "mkv")
-        if fmt not in ("mkv", "gvc"):
-            raise InputError(f"unknown output format {fmt!r} (mkv or gvc)")
+        fmt = output_format(path, fmt)
         if tag_level not in TAG_LEVELS:
             raise InputError(f"unknown tag level {tag_level!r} ({' or '.join(TAG_LEVELS)})")
+        if tracks is not None and tracks.tracks and fmt != "mkv":
+            raise InputError("a .gvc elementary stream holds no audio or subtitle tracks (write .mkv)")
         self.fmt = fmt
         self._own = not _is_stdio(path) and not hasattr(path, "write")
         try:
@@ -59,12 +73,15 @@ class StreamWriter:
         except OSError as e:
             raise InputError(f"cannot write {path}: {e.strerror}") from None
         head = header.to_bytes()
+        self._end_frame = 0  # after the last unit written
+        self._extra = _Interleaver(tracks) if tracks is not None and tracks.tracks else None
         if fmt == "mkv":
             from .matroska import MatroskaWriter
 
             with _write_errors():
                 self._mkv = MatroskaWriter(self._file, width=header.width, height=header.height, fps=header.fps,
-                                           codec_private=head, tags=tags if tag_level == "full" else None)
+                                           codec_private=head, tags=tags if tag_level == "full" else None,
+                                           tracks=self._extra.tracks if self._extra else None)
         else:
             self._mkv = None
             self._raw_bytes = 0
@@ -72,8 +89,14 @@ class StreamWriter:
 
     @property
     def bytes_written(self) -> int:
-        """Bytes of the output so far (container framing included; Matroska cues come at close)."""
-        return self._mkv.bytes_written if self._mkv is not None else self._raw_bytes
+        """Bytes of the video so far (container framing included; Matroska cues come at close; the copied
+        tracks' blocks are not counted: see ``track_bytes``)."""
+        return self._mkv.bytes_written - self.track_bytes if self._mkv is not None else self._raw_bytes
+
+    @property
+    def track_bytes(self) -> int:
+        """Bytes of the copied tracks' blocks so far (with the clusters they opened)."""
+        return self._extra.bytes if self._extra else 0
 
     def _write_raw(self, data: bytes) -> None:
         with _write_errors():
@@ -87,7 +110,10 @@ class StreamWriter:
             from .matroska import MkvPacket
 
             with _write_errors():
+                if self._extra:
+                    self._extra.write_until(self._mkv, Fraction(pts * 10**9) / self.header.fps)
                 self._mkv.write(MkvPacket(data, pts, duration, unit.keyframe))
+            self._end_frame = pts + duration
         else:
             self._write_raw(data)
         return len(data)
@@ -96,6 +122,8 @@ class StreamWriter:
         try:
             with _write_errors():
                 if self._mkv is not None:
+                    if self._extra:
+                        self._extra.write_until(self._mkv, Fraction(self._end_frame * 10**9) / self.header.fps)
                     self._mkv.close()
                 self._file.flush()
         finally:
@@ -109,6 +137,28 @@ class StreamWriter:
         self.close()
 
 
+class _Interleaver:
+    """The packets of copied tracks, handed to the Matroska writer up to a time (bounded memory: one
+    packet read ahead)."""
+
+    def __init__(self, source):
+        from .matroska import copied_track
+
+        self.tracks = [copied_track(t) for t in source.tracks]
+        self._packets = iter(source.packets())
+        self._next = next(self._packets, None)
+        self.bytes = 0  # written for these tracks
+
+    def write_until(self, mkv, end_ns) -> None:
+        """Write the packets that start before ``end_ns`` (presentation time, from frame 0)."""
+        while self._next is not None and self._next.time_ns < end_ns:
+            p, before = self._next, mkv.bytes_written
+            t = mkv.tracks[p.track]  # Matroska stores audio from its CodecDelay on (copied_track)
+            mkv.write_block(t.number, p.data, p.time_ns + (t.codec_delay or 0), p.duration_ns, p.keyframe)
+            self.bytes += mkv.bytes_written - before
+            self._next = next(self._packets, None)
+
+
 @dataclass
 class StreamInfo:
     header: SequenceHeader
@@ -116,6 +166,7 @@ class StreamInfo:
     tags: dict
     file_bytes: int | None
     warnings: list[str] = field(default_factory=list)  # container problems that do not stop decoding
+    tracks: list = field(default_factory=list)  # Matroska tracks beside the GVC video (MkvTrack: audio, subtitles)
 
 
 class StreamReader:
@@ -138,7 +189,8 @@ class StreamReader:
             self._mkv = MatroskaReader(path)
             self._close = self._mkv.close
             header = SequenceHeader.from_bytes(self._mkv.codec_private)
-            self.info = StreamInfo(header, "mkv", dict(self._mkv.tags), size, list(self._mkv.warnings))
+            self.info = StreamInfo(header, "mkv", dict(self._mkv.tags), size, list(self._mkv.warnings),
+                                   sorted(self._mkv.tracks.values(), key=lambda t: t.number))
         elif magic == b"GVCU":
             f = open(path, "rb")
             self._close = f.close
@@ -156,6 +208,7 @@ class StreamReader:
         if isinstance(first, BitstreamError):
             raise BitstreamError(f"sequence header damaged: {first}")
         self.info = StreamInfo(SequenceHeader.from_bytes(first), "gvc", {}, size)
+        self._header_unit = first
 
     @property
     def header(self) -> SequenceHeader:
@@ -182,6 +235,8 @@ class StreamReader:
             if isinstance(data, BitstreamError):
                 yield data
                 continue
+            if self._mkv is None and data == self._header_unit:
+                continue  # the same header again: streams that share it, concatenated (cat a.gvc b.gvc)
             try:
                 yield GopUnit.from_bytes(data, self.header)
             except BitstreamError as e:

@@ -154,6 +154,40 @@ class MkvTrack:
     height: int | None = None  # video
 
 
+# FFmpeg codec name -> Matroska CodecID, for codecs whose packets and extradata Matroska stores as they
+# are: the tracks ``gvc encode`` copies beside the video.
+COPYABLE_CODECS = {
+    "aac": "A_AAC", "opus": "A_OPUS", "vorbis": "A_VORBIS", "flac": "A_FLAC", "mp3": "A_MPEG/L3",
+    "mp2": "A_MPEG/L2", "ac3": "A_AC3", "eac3": "A_EAC3", "pcm_s16le": "A_PCM/INT/LIT",
+    "pcm_s24le": "A_PCM/INT/LIT", "pcm_f32le": "A_PCM/FLOAT/IEEE",
+    "subrip": "S_TEXT/UTF8", "srt": "S_TEXT/UTF8", "ass": "S_TEXT/ASS", "ssa": "S_TEXT/SSA", "webvtt": "S_TEXT/WEBVTT",
+}
+OPUS_SEEK_PRE_ROLL_NS = 80_000_000  # what FFmpeg writes (RFC 7845: 80 ms of pre-roll after a seek)
+
+
+def copied_track(source) -> MkvTrack:
+    """The Matroska declaration of a track copied from another file. ``source`` describes it as FFmpeg
+    does (fields kind, codec, extradata, language, title, sample_rate, channels, sample_bytes, priming:
+    ``ffmpeg_bridge.tracks.SourceTrack``); its codec must be in :data:`COPYABLE_CODECS`."""
+    codec_id = COPYABLE_CODECS[source.codec]
+    t = MkvTrack(type=TRACK_TYPE_AUDIO if source.kind == "audio" else TRACK_TYPE_SUBTITLE, codec_id=codec_id,
+                 codec_private=bytes(source.extradata), language=source.language, name=source.title)
+    if source.kind != "audio":
+        return t
+    t.sampling_frequency, t.channels = float(source.sample_rate), source.channels
+    if codec_id.startswith("A_PCM"):
+        t.bit_depth = 8 * source.sample_bytes
+    priming, rate = source.priming, source.sample_rate
+    if codec_id == "A_OPUS" and len(t.codec_private) >= 12:
+        priming, rate = struct.unpack_from("<H", t.codec_private, 10)[0], 48000  # OpusHead pre-skip
+        t.seek_pre_roll = OPUS_SEEK_PRE_ROLL_NS
+    if priming:
+        # FFmpeg presents the priming samples before 0 (pts - CodecDelay); Matroska stores them from
+        # CodecDelay on: a copied packet is written at its presentation time + codec_delay.
+        t.codec_delay = round(Fraction(priming * 10**9, rate))
+    return t
+
+
 @dataclass
 class MkvBlock:
     """A block of any track, timed in nanoseconds (Matroska's own unit, TimestampScale applied)."""

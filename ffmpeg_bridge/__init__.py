@@ -4,5 +4,5 @@ Submodules (imported on demand, this package import stays light):
 
 * :mod:`ffmpeg_bridge.ffmpeg` -- locate and run the ``ffmpeg`` command-line tool.
 * :mod:`ffmpeg_bridge.video_io` -- read and write RGB frames from/to y4m pipes and video files (PyAV).
-* :mod:`ffmpeg_bridge.tracks` -- an input's audio/subtitle packets, demuxed (PyAV) for the Matroska writer.
+* :mod:`ffmpeg_bridge.tracks` -- an input's audio/subtitle packets, demuxed (PyAV), and the ffmpeg remux that puts them beside a decoded video.
 """

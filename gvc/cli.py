@@ -18,6 +18,7 @@ from dataclasses import fields
 from . import config as cfg
 from ._version import __version__
 from .config import LADDER, CodecConfig, DecodeConfig
+from .dtypes import DTYPE_CHOICES
 from .errors import GVCError
 
 
@@ -42,6 +43,8 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     option(g, "--target-kbps", "target_kbps", type=float, metavar="KBPS")
     option(g, "--prior", "prior")
     option(g, "--device", "device")
+    option(g, "--dtype", "dtype", choices=DTYPE_CHOICES)
+    option(g, "--codebook-family", "codebook_family", choices=cfg.CODEBOOK_FAMILIES)
     g.add_argument("--frames", type=int, metavar="N", help="encode at most N frames")
     option(g, "--gop-length", "gop_length")
     option(g, "--steps", "steps")
@@ -61,6 +64,8 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
                    help="Matroska tags: none (lean, default) or the encoder and its settings (full, about 250 bytes)")
     o.add_argument("--stats-json", metavar="FILE", help="write bytes, bits, bpp, kbps, PSNR and per-GOP figures as JSON")
     o.add_argument("--recon", metavar="FILE.y4m", help="write the encoder's reconstruction (the decoder reproduces it)")
+    o.add_argument("--no-audio", action="store_true",
+                   help="drop the input's audio and subtitle tracks (default: copied untouched into a .mkv output)")
     add_progress_options(o)
 
 
@@ -187,7 +192,7 @@ def run_encode(a: argparse.Namespace, source) -> dict:
             check_writable(path, what)
     if a.recon and os.path.splitext(a.recon)[1].lower() != ".y4m":
         raise GVCError(f"--recon {a.recon} must end in .y4m")
-    with VideoReader(source, max_frames=a.frames) as reader:
+    with VideoReader(source, max_frames=a.frames) as reader, copied_tracks(a, source) as tracks:
         n = reader.info.frames if a.frames is None else min(reader.info.frames or a.frames, a.frames)
         kept = _Kept(Progress(total=n, desc="encode", quiet=a.quiet, force=a.progress))
         try:
@@ -199,7 +204,7 @@ def run_encode(a: argparse.Namespace, source) -> dict:
                     recon = VideoWriter(recon_path, width=i.width, height=i.height, fps=i.fps)
                 try:
                     report = encode_stream(reader, out, config, on_gop=kept.add, on_step=kept.progress.step,
-                                           recon=recon, fmt=a.format, tags=a.tags)
+                                           recon=recon, fmt=a.format, tags=a.tags, tracks=tracks)
                 finally:
                     kept.progress.close()
                     if recon is not None:
@@ -222,8 +227,52 @@ def run_encode(a: argparse.Namespace, source) -> dict:
                    f"rate control)" if stats["rate_control"] else f"M {stats['quality']}")
         print(f"{a.output}: {stats['bytes']} bytes, {plural(stats['frames'], 'frame')} {stats['width']}x{stats['height']} "
               f"in {plural(len(stats['gops']), 'GOP')}, {quality}, {stats['bpp']:.5f} bpp, {stats['kbps']:.2f} kbps, "
-              f"PSNR {stats['psnr']:.2f} dB, {stats['encode_seconds']:.1f} s", file=sys.stderr)
+              f"PSNR {stats['psnr']:.2f} dB, {stats['encode_seconds']:.1f} s"
+              + (f" (+{stats['track_bytes']} bytes of copied audio/subtitles)" if stats["track_bytes"] else ""),
+              file=sys.stderr)
     return stats
+
+
+@contextmanager
+def copied_tracks(a: argparse.Namespace, source):
+    """The input's audio and subtitle tracks to copy into the output (a TrackCopier), or None: --no-audio,
+    a pipe input (y4m: video only), or a .gvc output, which holds none (said once on stderr)."""
+    if a.no_audio or source == "-" or hasattr(source, "read"):
+        yield None
+        return
+    from container.io import output_format
+    from container.matroska import COPYABLE_CODECS
+    from ffmpeg_bridge.tracks import TrackCopier
+
+    with TrackCopier(source, COPYABLE_CODECS) as copier:
+        for track in copier.skipped:
+            note(a, f"{track} not copied: Matroska cannot hold its packets as they are")
+        if copier.tracks and output_format(a.output, a.format) != "mkv":
+            note(a, f"{len(copier.tracks)} audio/subtitle track(s) not copied: a .gvc stream holds video only "
+                    "(write .mkv to keep them)")
+            yield None
+            return
+        yield copier
+
+
+def note(a: argparse.Namespace, message: str) -> None:
+    if not a.quiet:
+        print(f"gvc: note: {message}", file=sys.stderr)
+
+
+def kept_tracks(a: argparse.Namespace, source, output) -> list:
+    """The stream's audio/subtitle tracks that decoding to ``output`` keeps (a .mkv/.mp4/.mov output
+    holds them; y4m does not: said once on stderr)."""
+    if a.no_audio or source == "-" or hasattr(source, "read"):
+        return []
+    from container.io import StreamReader
+
+    with StreamReader(source) as r:
+        tracks = r.info.tracks
+    if tracks and (output == "-" or hasattr(output, "write") or os.path.splitext(output)[1].lower() == ".y4m"):
+        note(a, f"{len(tracks)} audio/subtitle track(s) not written: y4m holds video only (write .mkv or .mp4)")
+        return []
+    return tracks
 
 
 @contextmanager
@@ -232,6 +281,7 @@ def _nothing():
 
 
 def run_decode(a: argparse.Namespace, source, output) -> dict:
+    from ffmpeg_bridge.tracks import mux_tracks
     from ffmpeg_bridge.video_io import VideoWriter
 
     from .limits import default_max_frames
@@ -253,22 +303,33 @@ def run_decode(a: argparse.Namespace, source, output) -> dict:
 
         with StreamReader(source) as r:  # the header alone: the limit for this output, before the model loads
             max_frames = default_max_frames(output, r.header.width, r.header.height)
+    tracks = kept_tracks(a, source, output)
     config = DecodeConfig(prior=a.prior, device=a.device, verify=not a.no_verify, max_pixels=a.max_pixels,
-                          max_frames=max_frames)
+                          max_frames=max_frames, dtype=a.dtype)
     bars = []
 
     def writer_for(h):
         bars.append(Progress(total=h.frame_count or None, desc="decode", quiet=a.quiet, force=a.progress))
-        return VideoWriter(out, width=h.width, height=h.height, fps=h.fps, lossless=getattr(a, 'lossless', False))
+        return VideoWriter(video, width=h.width, height=h.height, fps=h.fps, lossless=getattr(a, 'lossless', False))
 
     with atomic_output(output) as out:
+        root, ext = os.path.splitext(out)
+        video = f"{root}.video{ext}" if tracks else out  # the decoded video, then remuxed with the tracks
         try:
             report = decode_stream(source, writer_for, config, on_gop=lambda r: bars[-1].gop(r),
                                    on_step=lambda n=1: bars[-1].step(n),
                                    seek=SeekRequest(a.start, a.duration, a.start_frame, a.frames))
+            if tracks:
+                try:
+                    mux_tracks(video, source, out)
+                except GVCError as e:
+                    raise GVCError(f"cannot add the audio/subtitle tracks to {output} ({e}): write .mkv, "
+                                   "or drop them with --no-audio") from None
         finally:
             for bar in bars:
                 bar.close()
+            if video != out and os.path.exists(video):
+                os.remove(video)
     for event in report.events:
         print(f"gvc: warning: {event}", file=sys.stderr)
     if not a.quiet:
@@ -320,7 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
 def add_decode_options(d: argparse.ArgumentParser) -> None:
     d.add_argument("--prior", default=None, help="prior to decode with (default: the one named in the stream)")
     d.add_argument("--device", default=DecodeConfig.device, help=f"cpu or cuda (default {DecodeConfig.device})")
+    d.add_argument("--dtype", choices=DTYPE_CHOICES, default=None,
+                   help="only for streams that do not record it: transformer arithmetic (default: the stream's)")
     d.add_argument("--no-verify", action="store_true", help="do not compare decoded frames with the encoder's hash")
+    d.add_argument("--no-audio", action="store_true",
+                   help="drop the stream's audio and subtitle tracks (default: kept in a .mkv/.mp4/.mov output)")
     d.add_argument("--max-pixels", type=int, metavar="N",
                    help="refuse streams whose GOPs hold more than N pixels (width x height x GOP length; "
                         "default: what the available memory allows)")

@@ -436,6 +436,27 @@ def _verify_compiled(nb: int, dim: int, device: torch.device, T: int, akeys: tor
     _compiled_ok.add(k)
 
 
+_fused_ok: set[tuple] = set()
+
+
+def _fused_default(device: torch.device) -> bool:
+    env = os.environ.get("GVC_CODEBOOK_FUSED")
+    if env is not None and env.strip().lower() in ("0", "", "false", "no", "off"):
+        return False
+    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        return False
+    try:
+        from gvc.kernels import codebook_triton as kernel
+    except ImportError:
+        return False
+    return kernel.available(device)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def _compile_default(device: torch.device) -> bool:
     env = os.environ.get("GVC_CODEBOOK_COMPILE")
     if env is not None:
@@ -446,6 +467,15 @@ def _compile_default(device: torch.device) -> bool:
 # ----------------------------------------------------------------------------------------------------------
 # public API
 # ----------------------------------------------------------------------------------------------------------
+CODEBOOK_FAMILIES = ("gaussian", "hadamard")  # position = the sequence header's codebook_family id
+
+
+def _check_family(family: str) -> str:
+    if family not in CODEBOOK_FAMILIES:
+        raise ParameterError(f"codebook family must be one of {', '.join(CODEBOOK_FAMILIES)}, got {family!r}")
+    return family
+
+
 def _use_numpy(device, backend: str | None) -> bool:
     if backend is None:
         return torch.device(device).type == "cpu"
@@ -518,14 +548,21 @@ class CodebookSearch:
     first tile of each shape is checked bit for bit against the eager generator; a compiler failure falls
     back to the eager path with a warning.  (Encoder side only: the decoder never needs inner products, so
     CPU and GPU encoders may differ in the last bit of an inner product, and so in a near-tie.)
+
+    ``fused`` (CUDA only; default True where Triton imports, or GVC_CODEBOOK_FUSED=0/1): the Triton kernel of
+    gvc.kernels.codebook_triton generates the atoms in registers and never writes them to memory (no tiles,
+    no K x D traffic).  Its atoms are checked against the portable generator once per dimension; a compiler
+    failure or a mismatch falls back to the tiled torch path with a warning.
     """
 
     def __init__(self, K: int, dim: int, device="cpu", tile_bytes: int | None = None, *,
-                 backend: str | None = None, threads: int | None = None, compile: bool | None = None):
+                 backend: str | None = None, threads: int | None = None, compile: bool | None = None,
+                 fused: bool | None = None, family: str = "gaussian"):
         if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or not 1 <= int(K) <= _INDEX_LIMIT:
             raise ParameterError(f"K must be an integer in [1, 2**63], got {K!r}")
         self.K = int(K)
         self.dim = _check_dim(dim)
+        self.family = _check_family(family)
         self.device = torch.device(device)
         self.numpy = _use_numpy(self.device, backend)
         if tile_bytes is None:  # GPUs want big tiles (256 MiB: ~1.5 GiB working memory); CPUs small ones
@@ -536,6 +573,7 @@ class CodebookSearch:
         self.threads = threads or _default_threads()
         # torch path only: fuse the generator with torch.compile (default on CUDA; GVC_CODEBOOK_COMPILE=0/1)
         self.compile = (not self.numpy) and (_compile_default(self.device) if compile is None else bool(compile))
+        self.fused = (not self.numpy) and (_fused_default(self.device) if fused is None else bool(fused))
         self.nblocks = (self.dim + 3) // 4
         # atoms per tile: tile_bytes of float32 atoms (the torch path also holds ~3x that in int64/int32)
         self.tile_atoms = max(1, self.tile_bytes // (4 * 4 * self.nblocks))
@@ -545,6 +583,10 @@ class CodebookSearch:
         """float32 [K]: <atom_k, residual> for all k."""
         r = _check_residual(residual, self.dim)
         key = codebook_key(seed, step, frame)
+        if self.family == "hadamard":
+            from gvc import codebook_hadamard
+
+            return codebook_hadamard.inner_products(key, self.K, self.dim, r, self.device)
         if self.numpy:
             return torch.from_numpy(self._ip_numpy(key, r.cpu().numpy()))
         return self._ip_torch(key, r.to(self.device))
@@ -599,6 +641,13 @@ class CodebookSearch:
         return ip
 
     def _ip_torch(self, key: int, r: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            try:
+                return self._ip_fused(key, r)
+            except Exception as e:  # no Triton, a compiler failure, a generator mismatch: the torch path
+                warnings.warn(f"fused codebook kernel unavailable ({type(e).__name__}: {_first_line(e)}); "
+                              "using the tiled torch path", RuntimeWarning, stacklevel=3)
+                self.fused = False
         if self.compile:
             try:
                 return self._ip_torch_compiled(key, r)
@@ -620,6 +669,18 @@ class CodebookSearch:
             f = _gen_rows_torch(akeys, bkeys, table)[:, :dim]
             ip[a:b] = f @ r
         return ip
+
+    def _ip_fused(self, key: int, r: torch.Tensor) -> torch.Tensor:
+        from gvc.kernels import codebook_triton as kernel
+
+        check = (self.dim, str(self.device))
+        if check not in _fused_ok:  # the kernel's own generator path against the portable one, bit for bit
+            idx = torch.tensor(sorted({0, 1, self.K - 1}), dtype=torch.int64)
+            if not torch.equal(kernel.atoms(key, idx, self.dim, self.device).cpu(),
+                               _atoms_torch(key, idx, self.dim, self.device).cpu()):
+                raise _CompiledMismatch("the fused kernel's atoms differ from the portable generator's")
+            _fused_ok.add(check)
+        return kernel.inner_products(key, self.K, self.dim, r, self.device)
 
     def _ip_torch_compiled(self, key: int, r: torch.Tensor) -> torch.Tensor:
         """Same tiles, generator fused into one kernel by torch.compile (integer ops and a gather: exact).
@@ -697,8 +758,11 @@ def _combine_torch(A: torch.Tensor, sg: list[bool]) -> torch.Tensor:
     return z * torch.tensor(np.float32(scale), dtype=torch.float32, device=z.device)
 
 
-def combine(seed, step, frame, indices, signs, dim, device="cpu", *, backend: str | None = None) -> torch.Tensor:
+def combine(seed, step, frame, indices, signs, dim, device="cpu", *, backend: str | None = None,
+            family: str = "gaussian") -> torch.Tensor:
     """float32 [dim]: z = sum_k sign_k * atom_k (ascending k), then z / std(z) with the population std.
+
+    ``family``: "gaussian" (GVC-CB1, above) or "hadamard" (gvc.codebook_hadamard; same rule, +-1 atoms).
 
     Only the selected atoms are generated (cost independent of K).  Bit-identical on every device:
     the signed sum runs sequentially in ascending index order, the std is exact (see module docstring).
@@ -719,6 +783,10 @@ def combine(seed, step, frame, indices, signs, dim, device="cpu", *, backend: st
     sg = [sg[i] for i in order.tolist()]
     dim = _check_dim(dim)
     key = codebook_key(seed, step, frame)
+    if _check_family(family) == "hadamard":
+        from gvc import codebook_hadamard
+
+        return codebook_hadamard.combine(key, idx, sg, dim, device)
     if _use_numpy(device, backend):
         return torch.from_numpy(_combine_np(_atoms_np(key, idx, dim), sg))
     return _combine_torch(_atoms_torch(key, torch.from_numpy(idx), dim, device), sg)

@@ -98,7 +98,8 @@ class _GopContext:
         """z for SDE step `step` from the chosen (indices, signs) of each of its sets (both sides use this)."""
         z = torch.empty(self.latent_shape, dtype=torch.float32, device=self.device)
         for j, (idx, sgn) in enumerate(chosen):
-            self.put_set(z, j, combine(self.seed, step, j, idx, sgn, self.set_dim(j), device=self.device))
+            self.put_set(z, j, combine(self.seed, step, j, idx, sgn, self.set_dim(j), device=self.device,
+                                       family=self.header.codebook_family))
         return z
 
     def conditioning(self, first: np.ndarray | None, last: np.ndarray | None, prompt: str) -> Conditioning:
@@ -131,6 +132,7 @@ def make_header(prior: FlowPrior, config: CodecConfig, width: int, height: int, 
         shift=config.shift, seed=config.seed, codebook_k=codebook_size(config.quality), codebook_m=config.quality,
         codebook_m_tail=config.m_tail, tail_latent_frames=config.tail_frames,
         codebook_span=config.codebook_span if config.codebook_span is not None else getattr(prior, "codebook_span", 1),
+        compute_dtype=getattr(prior, "compute_dtype", "fp32"), codebook_family=config.codebook_family,
     ).validate()
 
 
@@ -142,12 +144,17 @@ def check_device(prior: FlowPrior, device: torch.device) -> None:
                              f"load it with device={device.type!r}")
 
 
-def check_supported(header: SequenceHeader) -> None:
-    """Header fields this decoder has one implementation of (the syntax defines more values)."""
-    if header.compute_dtype != "fp32":
-        raise BitstreamError(f"stream needs {header.compute_dtype} transformer arithmetic; this decoder replays fp32 only")
-    if header.codebook_family != "gaussian":
-        raise BitstreamError(f"stream uses the {header.codebook_family} codebook family; this decoder has the gaussian one only")
+def check_supported(header: SequenceHeader, prior: FlowPrior) -> None:
+    """The decoder replays the encoder's arithmetic: the prior must compute in the dtype the stream records
+    (gvc.priors.load_prior loads it so from the header). Both codebook families are implemented."""
+    have = getattr(prior, "compute_dtype", None)
+    if (have or "fp32") == header.compute_dtype:
+        return
+    if have is None:  # a prior without a choice of arithmetic
+        raise PriorMismatchError(f"stream needs {header.compute_dtype} transformer arithmetic; prior '{prior.name}' "
+                                 "computes in fp32 only")
+    raise PriorMismatchError(f"stream needs {header.compute_dtype} transformer arithmetic; the prior computes in "
+                             f"{have}: load it with dtype={header.compute_dtype!r}")
 
 
 def check_prior(prior: FlowPrior, header: SequenceHeader) -> None:
@@ -172,7 +179,7 @@ class GopCodec:
                  config: CodecConfig | None = None):
         """A decoder for `header`; with the `config` the header was made from (see :meth:`for_encoding`), also an encoder."""
         self.prior, self.header, self.config, self.device = prior, header, config, torch.device(device)
-        check_supported(header)
+        check_supported(header, prior)
         if config is None:
             check_prior(prior, header)
         check_device(prior, self.device)
@@ -237,7 +244,7 @@ class GopCodec:
 
     def _search(self, k: int, dim: int) -> CodebookSearch:
         if (k, dim) not in self._searches:
-            self._searches[(k, dim)] = CodebookSearch(k, dim, device=self.device)
+            self._searches[(k, dim)] = CodebookSearch(k, dim, device=self.device, family=self.header.codebook_family)
         return self._searches[(k, dim)]
 
     def _anchor_roles(self, plan: GopPlan) -> list[str]:

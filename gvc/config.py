@@ -12,9 +12,13 @@ from dataclasses import MISSING, dataclass, field, fields
 
 from container.bitstream import ANCHOR_CODECS as _ANCHOR_CODECS
 from container.bitstream import MAX_GOP_LENGTH, MAX_PROMPT_BYTES
+from container.bitstream import CODEBOOK_FAMILIES as _WIRE_FAMILIES
 from container.bitstream import MODES as _WIRE_MODES
 
+from .dtypes import DTYPE_CHOICES
 from .errors import ParameterError
+
+CODEBOOK_FAMILIES = tuple(_WIRE_FAMILIES)  # gaussian, hadamard: the header's enum (gvc.codebook implements both)
 
 MODES = tuple(_WIRE_MODES)  # names from the bitstream's mode enum: t2v, i2v, flf2v
 
@@ -67,10 +71,14 @@ class CodecConfig:
     prompt: str = setting("", "T2V text prompt stored in the stream")
     codebook_span: int | None = setting(None, "latent frames per codebook set, 0 = one set for the whole GOP "
                                               "(default: the prior's)", lo=0, hi=MAX_GOP_LENGTH, what="codebook span")
+    codebook_family: str = setting("gaussian", "codebook atoms: gaussian, or hadamard (signed, scrambled Walsh-Hadamard "
+                                               "rows: O(D log D) search)", choices=CODEBOOK_FAMILIES)
     refresh: int = setting(0, "I2V: code a first anchor every N GOPs, making that GOP a self-contained keyframe "
                               "(a cut for gvc-dist, a seek point); 0 = only GOP 0", lo=0, hi=1 << 16)
     prior: str = setting("default", "'default', 'analytic', a shipped prior's name or a local weights folder")
     device: str = setting("cpu", "cpu or cuda")
+    dtype: str = setting("auto", "transformer arithmetic of Wan priors (auto: bf16 on CUDA, fp32 on CPU); the stream "
+                                 "records it", choices=DTYPE_CHOICES)
     target_kbps: float | None = setting(None, "choose the knob per GOP to hit this bitrate at the input's frame rate",
                                         lo=0.01, hi=1e6, what="target bitrate (kbps)")
 
@@ -184,3 +192,4 @@ class DecodeConfig:
     verify: bool = True  # compare the decoded frames with the encoder's frame hash
     max_pixels: int | None = None  # pixels per GOP (W·H·L) a stream may ask for; None: from available memory
     max_frames: int | None = None  # frames a decode may write; None: the spec's limit (gvc.limits)
+    dtype: str | None = None  # only for streams that do not record it (the header's compute_dtype wins)

@@ -107,12 +107,13 @@ class EncodeReport:
     bytes: int = 0
     seconds: float = 0.0
     psnr_sum: float = 0.0  # PSNR is the mean of per-frame PSNRs (RGB, 8 bit)
+    track_bytes: int = 0  # audio/subtitle tracks copied beside the video (not counted in bytes, bpp, kbps)
     gops: list[GopRecord] = field(default_factory=list)
     rate_control: bool = False  # M and K chosen per GOP for --target-kbps (the header's M is only the first guess)
 
     def as_dict(self, path_bytes: int | None = None) -> dict:
         h = self.header
-        total = path_bytes if path_bytes is not None else self.bytes
+        total = path_bytes - self.track_bytes if path_bytes is not None else self.bytes
         bits = 8 * total
         pixels = h.width * h.height * max(self.frames, 1)
         seconds_of_video = self.frames / float(h.fps) if self.frames else 0.0
@@ -124,7 +125,7 @@ class EncodeReport:
             "m_per_gop": [g.m for g in self.gops], "k_per_gop": [g.k for g in self.gops], "bytes": total, "bits": bits,
             "frames": self.frames, "width": h.width, "height": h.height, "fps": float(h.fps),
             "bpp": bits / pixels, "kbps": bits / seconds_of_video / 1000 if seconds_of_video else 0.0,
-            "encode_seconds": round(self.seconds, 3),
+            "track_bytes": self.track_bytes, "encode_seconds": round(self.seconds, 3),
             "psnr": self.psnr_sum / max(self.frames, 1),
             "gops": [g.as_dict() for g in self.gops],
         }
@@ -162,13 +163,15 @@ def _read(frames: Iterator[np.ndarray], n: int) -> list[np.ndarray]:
 
 
 def encode_stream(source, out, config: CodecConfig, *, on_gop: OnGop | None = None, on_step: OnStep | None = None,
-                  recon=None, fmt: str | None = None, tags: str = "lean") -> EncodeReport:
+                  recon=None, fmt: str | None = None, tags: str = "lean", tracks=None) -> EncodeReport:
     """Encode the frames of `source` (an object with ``info`` (width, height, fps, frames or None) that iterates
     uint8 RGB frames, e.g. a ffmpeg_bridge VideoReader) into `out` (.mkv, .gvc, '-' or a
     binary file). `recon` (write(frame)) receives the reconstruction, `on_step` every sampler step; ``tags="full"``
-    writes the encoder and its settings as Matroska tags (see container.io.TAG_LEVELS)."""
+    writes the encoder and its settings as Matroska tags (see container.io.TAG_LEVELS); `tracks` (e.g. an
+    ffmpeg_bridge.tracks.TrackCopier of the input) are copied into a Matroska output beside the video
+    (container.io.StreamWriter)."""
     info = source.info
-    codec = GopCodec.for_encoding(load_prior(config.prior, device=config.device), config, width=info.width,
+    codec = GopCodec.for_encoding(load_prior(config.prior, device=config.device, dtype=config.dtype), config, width=info.width,
                                   height=info.height, fps=info.fps, frame_count=info.frames, device=config.device)
     h = codec.header
     tag_values = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": settings_string(config, codec.prior.name)}
@@ -176,7 +179,7 @@ def encode_stream(source, out, config: CodecConfig, *, on_gop: OnGop | None = No
     frames_in = iter(source)
     carry: list[np.ndarray] = []
     t0 = time.perf_counter()
-    with StreamWriter(out, h, tags=tag_values, fmt=fmt, tag_level=tags) as writer:
+    with StreamWriter(out, h, tags=tag_values, fmt=fmt, tag_level=tags, tracks=tracks) as writer:
         rc = _RateController(codec, config.target_kbps, writer.bytes_written) if config.target_kbps else None
         index = 0
         while True:
@@ -205,6 +208,7 @@ def encode_stream(source, out, config: CodecConfig, *, on_gop: OnGop | None = No
             index += 1
             if len(frames) < h.gop_length:
                 break
+    report.track_bytes = writer.track_bytes
     report.seconds = time.perf_counter() - t0
     report.bytes += len(h.to_bytes())
     if report.frames == 0:
@@ -282,7 +286,7 @@ def decode_stream(source, writer_factory, config: DecodeConfig | None = None, *,
         h = reader.header
         select = RangeSelector(h, *(seek or SeekRequest()).frame_range(h))
         check_work(h, max_pixels=config.max_pixels, max_frames=config.max_frames)  # before any allocation
-        codec = GopCodec(load_prior(config.prior, device=config.device, header=h), h, device=config.device)
+        codec = GopCodec(load_prior(config.prior, device=config.device, header=h, dtype=config.dtype), h, device=config.device)
         decoder = SequenceDecoder(codec, writer_factory(h), config.verify, on_gop, on_step,
                                   config.max_frames or MAX_FRAMES, select)
         try:
@@ -298,23 +302,23 @@ class SequenceDecoder:
 
     With a :class:`RangeSelector` (a seek) it outputs only frames [start, end): a GOP before the range is
     skipped, or decoded only for what the next GOP takes from it (gvc.seek), and the first unit read sets
-    the sequence. Output is bounded: never more frames than the header declares nor ``max_frames``; in a
-    live stream (frame count 0) a gap is concealed only as far as the units present account for it (each
-    unit read, damaged or not, stands for at most one GOP), so a stray GOP index of 2^20 cannot make it write
-    without end."""
+    the sequence. Output is bounded: never more frames than the header declares per sequence (a GOP 0 after
+    a complete one starts the next of concatenated streams sharing the header, when decoding them whole), nor
+    ``max_frames``; in a live stream (frame count 0) a gap is concealed only as far as the units present
+    account for it (each unit read, damaged or not, stands for at most one GOP), so a stray GOP index of
+    2^20 cannot make it write without end."""
 
     def __init__(self, codec: GopCodec, writer, verify: bool, on_gop: OnGop | None, on_step: OnStep | None,
                  max_frames: int = MAX_FRAMES, select: RangeSelector | None = None):
         self.codec, self.writer, self.verify, self.on_gop, self.on_step = codec, writer, verify, on_gop, on_step
-        h = codec.header
-        self.select = select or RangeSelector(h)
-        self.report = DecodeReport(h)
+        self.select = select or RangeSelector(codec.header)
+        self.report = DecodeReport(codec.header)
         self.expected = 0 if self.select.entry()[0] is None else None  # the next GOP index; None: the first unit's
         self.units_seen = 0
-        self.full = False  # the output holds every frame it may: later units only report damage
+        self.max_frames = max_frames
+        self.sequence_start = 0  # output frame where the current sequence began (streams concatenated)
+        self.full = False  # the frame limit is reached: later units only report damage
         self.done = False  # a unit past the range was read
-        declared = self.select.frame_count()
-        self.max_frames = min(declared, max_frames) if declared is not None else max_frames
 
     def run(self, units: Iterable[GopUnit | BitstreamError]) -> None:
         for unit in units:
@@ -339,6 +343,10 @@ class SequenceDecoder:
             return
         if self.expected is None:
             self.expected = unit.gop_index
+        if self._sequence_room() == 0:  # all the frames the header (or the range) declares are out
+            if unit.gop_index != 0 or not self.select.whole:
+                return  # beyond the header's frame count: ignored
+            self.expected, self.sequence_start = 0, self.report.frames  # the next of concatenated streams
         gap = unit.gop_index - self.expected
         if not h.frame_count and gap > self.units_seen - 1 - self.report.gops:
             self._event(Problem.OUT_OF_ORDER, unit.gop_index,
@@ -359,20 +367,26 @@ class SequenceDecoder:
         except BitstreamError as e:
             self._conceal(self._event(Problem.UNDECODABLE, unit.gop_index, f"GOP {unit.gop_index}: {e}; concealed"))
             return
-        self.report.gops = self.expected = unit.gop_index + 1
+        self.expected = unit.gop_index + 1
 
     def restart(self) -> None:
         """Forget the position in the sequence (the caller seeked): the next unit read sets it."""
         self.expected, self.full, self.done = None, False, False
 
     def finish(self) -> None:
-        """End of the units: conceal the GOPs missing at the end of the range (when the header knows the count)."""
+        """End of the units: conceal the GOPs missing at the end (of the range, when the header knows the count)."""
         if self.expected is None:
             self.expected = self.select.first_gop
-        while not self.full and self.select.frame_count() is not None and self.report.frames < self.max_frames:
+        while not self.full and self._sequence_room():
             n = self.expected
             if not self._conceal(self._event(Problem.MISSING, n, f"GOP {n} missing at end of stream: concealed")):
                 break
+
+    def _sequence_room(self) -> int | None:
+        """Frames the current sequence (or the range of it) may still output (None: its header declares no
+        frame count). At 0 a GOP 0 starts the next of concatenated streams that share the header."""
+        n = self.select.frame_count()
+        return n - (self.report.frames - self.sequence_start) if n is not None else None
 
     def _event(self, problem: Problem, gop: int | None, message: str) -> DecodeEvent:
         event = DecodeEvent(problem, gop, message)
@@ -392,31 +406,33 @@ class SequenceDecoder:
             if not matches:
                 self._event(Problem.HASH_MISMATCH, unit.gop_index, f"GOP {unit.gop_index}: decoded frames differ "
                                                                    "from the encoder's (frame hash mismatch)")
-        record = GopRecord.of_unit(unit, 0, 0, len(unit.to_bytes()), matches_encoder=matches)
-        self._write(record, out)
+        self._write(GopRecord.of_unit(unit, 0, 0, len(unit.to_bytes()), matches_encoder=matches), out)
 
     def _conceal(self, event: DecodeEvent) -> int:
-        out = self.codec.conceal(event.gop)
-        return self._write(GopRecord(event.gop, 0, 0, 0, damage=event), out)
+        return self._write(GopRecord(event.gop, 0, 0, 0, damage=event), self.codec.conceal(event.gop))
 
     def _write(self, record: GopRecord, frames: list[np.ndarray]) -> int:
-        """Write the part of a GOP's output frames inside the range and the limit; returns how many."""
+        """Write the part of a GOP's output frames inside the range and the limits; returns how many."""
         pts, frames = self.select.trim(record.gop, frames)
-        record.first_frame, record.frames = pts, len(frames)
+        record.first_frame, record.frames = self.sequence_start + pts, len(frames)
         room = self.max_frames - self.report.frames
-        if len(frames) >= room:
-            self.full = True
+        full = len(frames) >= room  # the frame limit: decoding stops
+        sequence_room = self._sequence_room()
+        room = room if sequence_room is None else min(room, sequence_room)
         if len(frames) > room:
             frames = frames[:room]
             record.frames = room
-            self._event(Problem.LIMIT, record.gop, f"GOP {record.gop}: output stopped at {self.max_frames} frames "
-                                                   "(the header's frame count or --max-frames)")
+            self._event(Problem.LIMIT, record.gop, f"GOP {record.gop}: output stopped at {self.report.frames + room} "
+                                                   "frames (the header's frame count or --max-frames)")
         for f in frames:
             self.writer.write(f)
         self.report.frames += len(frames)
-        self.report.gops = self.expected = record.gop + 1
-        if self.on_gop is not None and frames:
-            self.on_gop(record)
+        self.expected = record.gop + 1
+        if frames:
+            self.report.gops += 1
+            if self.on_gop is not None:
+                self.on_gop(record)
+        self.full = self.full or full
         return len(frames)
 
 

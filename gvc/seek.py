@@ -117,6 +117,11 @@ class RangeSelector:
         mode = self.header.mode
         return (k - 1, False) if mode == "flf2v" else (k, mode == "i2v")
 
+    @property
+    def whole(self) -> bool:
+        """The range is the whole stream (no seek)."""
+        return self.start == 0 and self.end is None
+
     def frame_count(self) -> int | None:
         """Frames the range holds, when the header knows the stream's frame count (else None)."""
         fc = self.header.frame_count

@@ -18,6 +18,18 @@ SMALL_CLIP = "carphone_176x144.mp4"  # 176x144, 30000/1001 fps, 120 frames
 SMALL_CLIP_FRAMES = 8
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory):
+    """Keep the prior digest cache (gvc.priors.hashcache) of test runs out of the user's ~/.cache."""
+    old = os.environ.get("GVC_CACHE_DIR")
+    os.environ["GVC_CACHE_DIR"] = str(tmp_path_factory.mktemp("gvc-cache"))
+    yield
+    if old is None:
+        os.environ.pop("GVC_CACHE_DIR", None)
+    else:
+        os.environ["GVC_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def clips_dir() -> Path:
     """Directory of the real test clips (skips the test when absent)."""

@@ -265,8 +265,8 @@ def decode(path):
     from gvc.pipeline import decode_stream
 
     out = Frames()
-    result = decode_stream(str(path), lambda h: out, quiet=True)
-    return out.frames, result
+    report = decode_stream(str(path), lambda h: out)
+    return out.frames, report.as_dict()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from fractions import Fraction
 import av
 import pytest
 
-from container.matroska import MatroskaReader, MatroskaWriter, MkvPacket
+from container.matroska import COPYABLE_CODECS, MatroskaReader, MatroskaWriter, MkvPacket, copied_track
 from ffmpeg_bridge.tracks import TrackCopier
 from test_matroska import NonSeekable
 
@@ -43,18 +43,19 @@ def mux(src, sink):
     """GVC units (one per 16 frames) and the source's audio/subtitle packets, interleaved by time."""
     rng = random.Random(4)
     video = [MkvPacket(rng.randbytes(rng.randint(50, 400)), 16 * i, 16, i % 2 == 0) for i in range(4)]
-    with TrackCopier(src) as copier:
-        assert [t.codec_id for t in copier.tracks] == ["A_AAC", "S_TEXT/UTF8"] and copier.skipped == []
-        with MatroskaWriter(sink, width=176, height=144, fps=FPS, codec_private=SEQ_HEADER,
-                            tracks=copier.tracks) as w:
+    with TrackCopier(src, COPYABLE_CODECS) as copier:
+        tracks = [copied_track(t) for t in copier.tracks]
+        assert [t.codec_id for t in tracks] == ["A_AAC", "S_TEXT/UTF8"] and copier.skipped == []
+        with MatroskaWriter(sink, width=176, height=144, fps=FPS, codec_private=SEQ_HEADER, tracks=tracks) as w:
             events = [(Fraction(p.pts * 1000) / FPS * 10**6, 0, p) for p in video]
-            events += [(b.time_ns, 1, (i, b)) for i, b in copier.blocks()]
+            events += [(b.time_ns, 1, b) for b in copier.packets()]
             for _, kind, item in sorted(events, key=lambda e: (e[0], e[1])):
                 if kind == 0:
                     w.write(item)
                 else:
-                    i, b = item
-                    w.write_block(w.tracks[i].number, b.data, b.time_ns, b.duration_ns, b.keyframe)
+                    t = w.tracks[item.track]  # stored from the CodecDelay on (container.matroska.copied_track)
+                    w.write_block(t.number, item.data, item.time_ns + (t.codec_delay or 0), item.duration_ns,
+                                  item.keyframe)
     return video
 
 

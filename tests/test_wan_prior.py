@@ -322,3 +322,39 @@ def test_cuda_bf16_transformer(models):
     assert gpu.to("cpu") is gpu and gpu.transformer.dtype == torch.float32
     u_back = gpu.velocity(x, 0.5, conds[0])
     assert not u_back.is_cuda and (u_back - u_cpu).abs().max() < 0.1 * u_cpu.abs().max()
+
+
+def test_compute_dtype_bf16_on_cpu(models):
+    """compute_dtype runs the transformer in bf16 on any device (keep-in-fp32 modules stay fp32); the VAE
+    stays fp32; the velocity is close to the fp32 one and returned in fp32."""
+    from gvc.priors import compute_dtype_of, load_prior
+
+    fp32 = WanPrior.from_pretrained(models["t2v"])
+    bf16 = WanPrior.from_pretrained(models["t2v"], compute_dtype="bf16")
+    assert compute_dtype_of(fp32) == "fp32" and compute_dtype_of(bf16) == "bf16"
+    assert bf16.transformer.dtype == torch.bfloat16 and bf16.vae.dtype == torch.float32
+    assert bf16.transformer.scale_shift_table.dtype == torch.float32
+    assert bf16.weights_sha256() == fp32.weights_sha256()  # same files: the dtype is a header field, not identity
+    shape = fp32.geometry.latent_shape(5, H, W)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(4))
+    u32 = fp32.velocity(x, 0.5, fp32.condition(Conditioning(prompt="x"), shape))
+    u16 = bf16.velocity(x, 0.5, bf16.condition(Conditioning(prompt="x"), shape))
+    assert u16.dtype == torch.float32 and not torch.equal(u16, u32)
+    assert (u16 - u32).abs().max() < 0.1 * u32.abs().max()
+    # the CLI's loader: auto is fp32 on the CPU; a header's recorded dtype wins over the asked one
+    assert compute_dtype_of(load_prior(str(models["t2v"]), dtype="auto")) == "fp32"
+    header = types.SimpleNamespace(compute_dtype=1, prior_id="x")
+    assert compute_dtype_of(load_prior(str(models["t2v"]), dtype="fp32", header=header)) == "bf16"
+
+
+def test_compute_dtype_resolution():
+    from gvc.priors.base import resolve_compute_dtype
+
+    assert resolve_compute_dtype("auto", "cpu") == "fp32" and resolve_compute_dtype(None, "cpu") == "fp32"
+    assert resolve_compute_dtype("bf16", "cpu") == "bf16"
+    if not torch.cuda.is_available() or torch.cuda.is_bf16_supported():
+        assert resolve_compute_dtype("auto", "cuda") == "bf16"
+    with pytest.raises(ParameterError, match="dtype"):
+        resolve_compute_dtype("int8", "cpu")
+    with pytest.raises(ParameterError, match="compute_dtype"):
+        WanPrior.__init__(object.__new__(WanPrior), root=Path("."), transformer=None, vae=None, compute_dtype="fp64")

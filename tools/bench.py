@@ -301,6 +301,11 @@ def run_bench(a: argparse.Namespace, argv) -> dict:
 def main(argv=None) -> int:
     from gvc.errors import GVCError
 
+    args = sys.argv[1:] if argv is None else list(argv)
+    if any(x == "--wan-config" or x.startswith("--wan-config=") for x in args):  # Wan-sized prior: tools.bench_wan
+        from tools import bench_wan
+
+        return bench_wan.main(args)
     a = parse_args(argv)
     for clip in a.clips:
         if not os.path.isfile(clip):

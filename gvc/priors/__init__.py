@@ -11,7 +11,7 @@ import os
 from ..errors import ParameterError
 from ..zoo import MODELS, ZOO_DIR, model_dir
 from .analytic import AnalyticPrior
-from .base import Conditioning, FlowPrior, LatentGeometry
+from .base import COMPUTE_DTYPES, DTYPE_CHOICES, Conditioning, FlowPrior, LatentGeometry, resolve_compute_dtype
 
 # The shipped learned prior (gvc/zoo/, docs/models.md); the analytic prior is the floor it must beat.
 DEFAULT_PRIOR = "gvc-wan-small-v1"
@@ -23,13 +23,34 @@ def available() -> list[str]:
     return sorted({"default", *_BUILTIN, *(n for n in MODELS if model_dir(n) is not None)})
 
 
-def load_prior(name_or_path: str | None = "default", *, device="cpu", header=None) -> FlowPrior:
+def compute_dtype_of(prior) -> str:
+    """What the prior's network computes in ("fp32" for priors without a choice): the header records it."""
+    return getattr(prior, "compute_dtype", "fp32")
+
+
+def header_compute_dtype(header) -> str | None:
+    """The compute dtype a stream's header records (None for a header object without the field)."""
+    code = getattr(header, "compute_dtype", None)
+    if code is None:
+        return None
+    if isinstance(code, int) and 0 <= code < len(COMPUTE_DTYPES):
+        return COMPUTE_DTYPES[code]
+    if code not in COMPUTE_DTYPES:
+        raise ParameterError(f"stream records unknown compute dtype {code!r}")
+    return code
+
+
+def load_prior(name_or_path: str | None = "default", *, device="cpu", header=None, dtype: str | None = None) -> FlowPrior:
     """Instantiate a prior. When decoding, `header` is the stream's SequenceHeader: with no name from the
     user, its ``prior_id`` picks the prior, but only among the registered names (builtins and the zoo): a
     local folder is the user's choice (``--prior PATH``), never the file's (the decoder then checks the
-    folder's hash against the header)."""
+    folder's hash against the header). The header's recorded compute dtype wins over ``dtype`` (so the
+    decoder replays the encoder's arithmetic); ``dtype`` is one of DTYPE_CHOICES ('auto' = bf16 on CUDA,
+    fp32 elsewhere) and only Diffusers Wan folders use it, the other priors compute in fp32."""
+    recorded = header_compute_dtype(header) if header is not None else None
+    dtype = resolve_compute_dtype(recorded or dtype, device)
     if name_or_path is None and header is not None:
-        return _registered(header.prior_id, device)
+        return _registered(header.prior_id, device, dtype)
     name = name_or_path or "default"
     if name == "default":
         name = DEFAULT_PRIOR
@@ -37,33 +58,34 @@ def load_prior(name_or_path: str | None = "default", *, device="cpu", header=Non
         return _BUILTIN[name](device=device)
     shipped = model_dir(name)
     if shipped is not None:
-        return _from_folder(shipped, device)
+        return _from_folder(shipped, device, dtype)
     if name in MODELS:
         raise ParameterError(f"prior '{name}': its weights are missing from the installed package ({ZOO_DIR})")
     if os.path.isdir(name):
-        return _from_folder(name, device)
+        return _from_folder(name, device, dtype)
     raise ParameterError(f"unknown prior '{name}' (builtin: {', '.join(available())}; or a local Wan folder)")
 
 
-def _registered(name: str, device) -> FlowPrior:
+def _registered(name: str, device, dtype: str) -> FlowPrior:
     if name in _BUILTIN:
         return _BUILTIN[name](device=device)
     if name in MODELS:
-        return load_prior(name, device=device)
+        return load_prior(name, device=device, dtype=dtype)
     shown = name if name.isprintable() and len(name) <= 64 else repr(name[:64])
     raise ParameterError(f"stream needs prior '{shown}', which is not a registered prior "
                          f"({', '.join(available())}): pass --prior PATH to its local weights folder")
 
 
-def _from_folder(path, device) -> FlowPrior:
-    """A TAEF2-space prior (autoencoder/) or a Diffusers Wan2.1 folder (vae/)."""
+def _from_folder(path, device, dtype: str) -> FlowPrior:
+    """A TAEF2-space prior (autoencoder/) or a Diffusers Wan2.1 folder (vae/); only the latter takes ``dtype``."""
     from .tae import TaeFlowPrior, is_tae_folder
 
     if is_tae_folder(path):
         return TaeFlowPrior.from_pretrained(path, device=device)
     from .wan import WanPrior
 
-    return WanPrior.from_pretrained(path, device=device)
+    return WanPrior.from_pretrained(path, device=device, compute_dtype=dtype)
 
 
-__all__ = ["AnalyticPrior", "Conditioning", "FlowPrior", "LatentGeometry", "load_prior", "available"]
+__all__ = ["AnalyticPrior", "Conditioning", "FlowPrior", "LatentGeometry", "load_prior", "available",
+           "COMPUTE_DTYPES", "DTYPE_CHOICES", "compute_dtype_of", "header_compute_dtype"]

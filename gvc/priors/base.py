@@ -15,6 +15,46 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from gvc.dtypes import COMPUTE_DTYPES, DTYPE_CHOICES
+from gvc.errors import ParameterError
+
+_TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return _TORCH_DTYPES[name]
+
+
+def resolve_compute_dtype(name: str | None, device) -> str:
+    """'auto' (or None) -> bf16 on CUDA, fp32 elsewhere; checks that ``device`` can compute in the result."""
+    name = name or "auto"
+    if name not in DTYPE_CHOICES:
+        raise ParameterError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {name!r}")
+    device = torch.device(device)
+    if name == "auto":
+        name = "bf16" if device.type == "cuda" else "fp32"
+    check_compute_dtype(name, device)
+    return name
+
+
+def check_compute_dtype(name: str, device) -> None:
+    """One-line ParameterError when ``device`` cannot run a matrix product in dtype ``name``."""
+    device = torch.device(device)
+    if name == "fp32":
+        return
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return  # the device itself is missing: reported where it is used
+        if name == "bf16" and not torch.cuda.is_bf16_supported():
+            raise ParameterError(f"{torch.cuda.get_device_name(device)} cannot compute in bf16 (the stream or "
+                                 "--dtype asks for it); use a GPU with bf16 support")
+        return
+    try:
+        a = torch.ones(2, 2, dtype=_TORCH_DTYPES[name], device=device)
+        (a @ a).sum().item()
+    except (RuntimeError, TypeError) as e:
+        raise ParameterError(f"device {device} cannot compute in {name} ({str(e).splitlines()[0] if str(e) else e})") from None
+
 
 @dataclass(frozen=True)
 class LatentGeometry:
@@ -53,6 +93,7 @@ class Conditioning:
 class FlowPrior(Protocol):
     name: str  # short identifier written to the stream header (<= 32 ASCII bytes)
     geometry: LatentGeometry
+    # optional: compute_dtype (one of COMPUTE_DTYPES) when the network does not run in fp32
 
     def weights_sha256(self) -> bytes:
         """32-byte digest of everything that determines the prior's outputs."""

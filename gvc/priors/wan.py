@@ -34,7 +34,6 @@ only when ftfy is installed (it changes nothing for well-formed text). Guidance 
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import re
@@ -44,7 +43,8 @@ from pathlib import Path
 import torch
 
 from gvc.errors import ParameterError
-from gvc.priors.base import Conditioning, LatentGeometry
+from gvc.priors.base import COMPUTE_DTYPES, Conditioning, LatentGeometry, check_compute_dtype, torch_dtype
+from gvc.priors.hashcache import cached_sha256
 
 CARD_FILE = "gvc_prior.json"  # optional GVC model card: {"name": ..., "conditioning": ["none", "first", ...]}
 TEXT_LEN = 512  # the Wan transformer's cross-attention splits image/text tokens assuming 512 text tokens
@@ -84,7 +84,8 @@ def _safetensors_files(folder: Path) -> list[Path]:
 
 def hash_folder_files(root: Path, subs: list[str]) -> bytes:
     """SHA-256 over the *.safetensors and config.json files of ``root/sub`` for each sub, in relative-path
-    order, streamed 16 MiB at a time. A sub without safetensors is a ParameterError."""
+    order. A sub without safetensors is a ParameterError. Read once, then served from a cache that is
+    verified against each file's size and times (gvc.priors.hashcache)."""
     files = []
     for sub in subs:
         found = _safetensors_files(root / sub)
@@ -94,14 +95,7 @@ def hash_folder_files(root: Path, subs: list[str]) -> bytes:
         if (root / sub / "config.json").is_file():
             files.append(root / sub / "config.json")
     files.sort(key=lambda p: p.relative_to(root).as_posix())
-    h = hashlib.sha256()
-    buf = bytearray(16 << 20)
-    view = memoryview(buf)
-    for path in files:
-        with open(path, "rb", buffering=0) as f:
-            while n := f.readinto(buf):
-                h.update(view[:n])
-    return h.digest()
+    return cached_sha256(root, files)[0]
 
 
 def anchor_mask(frames: int, h: int, w: int, has_first: bool, has_last: bool, stride: int) -> torch.Tensor:
@@ -116,7 +110,12 @@ def anchor_mask(frames: int, h: int, w: int, has_first: bool, has_last: bool, st
 
 
 class WanPrior:
-    """FlowPrior over Wan2.1 (T2V, I2V or FLF2V), float32 by default; see the module docstring."""
+    """FlowPrior over Wan2.1 (T2V, I2V or FLF2V), float32 by default; see the module docstring.
+
+    ``compute_dtype`` ("fp32", "bf16", "fp16"): the transformer's arithmetic on any device, with diffusers'
+    keep-in-fp32 modules left in float32; VAE and encoders stay float32. (``bf16_transformer``, the older
+    flag, means bf16 on CUDA and float32 on the CPU.)
+    """
 
     def __init__(
         self,
@@ -130,9 +129,11 @@ class WanPrior:
         image_processor=None,
         device: torch.device | str = "cpu",
         bf16_transformer: bool = False,
+        compute_dtype: str = "fp32",
         text_encoder_device: torch.device | str | None = None,
         card: dict | None = None,
     ):
+        _check_dtype_name(compute_dtype)
         self.root = Path(root)
         self.card = dict(card or {})
         self.transformer = transformer.eval()
@@ -142,6 +143,7 @@ class WanPrior:
         self.image_encoder = image_encoder.eval() if image_encoder is not None else None
         self.image_processor = image_processor
         self.bf16_transformer = bool(bf16_transformer)
+        self._requested_dtype = "bf16" if self.bf16_transformer else compute_dtype
         self.text_encoder_device = torch.device(text_encoder_device) if text_encoder_device is not None else None
 
         vcfg, tcfg = vae.config, transformer.config
@@ -195,6 +197,7 @@ class WanPrior:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         bf16_transformer: bool = False,
+        compute_dtype: str = "fp32",
         text_encoder_device: torch.device | str | None = None,
     ) -> "WanPrior":
         """Load from a local Diffusers folder (never downloads). Missing pieces raise ParameterError.
@@ -204,9 +207,12 @@ class WanPrior:
         (time embedder, norms, scale_shift_table) left in float32; VAE and encoders stay in ``dtype``. When
         ``device`` is CUDA the weights are rounded to bf16 at load, so a later ``.to("cpu")`` runs float32
         arithmetic on bf16-rounded weights; on the CPU the flag has no effect.
+        ``compute_dtype``: the transformer's arithmetic ("fp32", "bf16", "fp16") on every device; the weights are
+        loaded in it (so the 1.3B transformer takes 2.8 GB, not 5.7 GB), keep-in-fp32 modules stay float32.
         ``text_encoder_device``: where UMT5 runs (e.g. "cpu" to keep umt5-xxl, 23 GB in float32, off the
         GPU; prompts are encoded once and cached); default: with the rest of the prior.
         """
+        _check_dtype_name(compute_dtype)
         root = Path(local_dir)
         if not root.is_dir():
             raise ParameterError(f"Wan model folder not found: {root}")
@@ -215,7 +221,13 @@ class WanPrior:
                 raise ParameterError(f"{root / sub}: missing (a Wan Diffusers folder needs transformer/ and vae/)")
         from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
-        tdtype = torch.bfloat16 if (bf16_transformer and torch.device(device).type == "cuda") else dtype
+        if bf16_transformer:
+            tdtype = torch.bfloat16 if torch.device(device).type == "cuda" else dtype
+        elif compute_dtype != "fp32":
+            check_compute_dtype(compute_dtype, device)
+            tdtype = torch_dtype(compute_dtype)
+        else:
+            tdtype = dtype
         transformer = _load_diffusers(WanTransformer3DModel, root / "transformer", tdtype)
         vae = _load_diffusers(AutoencoderKLWan, root / "vae", dtype)
 
@@ -256,6 +268,7 @@ class WanPrior:
             image_processor=image_processor,
             device=device,
             bf16_transformer=bf16_transformer,
+            compute_dtype=compute_dtype,
             text_encoder_device=text_encoder_device,
         )
 
@@ -279,11 +292,18 @@ class WanPrior:
         return self._sha
 
     # ------------------------------------------------------------------ devices
+    @property
+    def compute_dtype(self) -> str:
+        """The transformer's arithmetic where the prior is now: "fp32", "bf16" or "fp16" (recorded in streams)."""
+        if self.bf16_transformer and self.device.type != "cuda":
+            return "fp32"
+        return self._requested_dtype
+
     def to(self, device: torch.device | str) -> "WanPrior":
         device = torch.device(device)
         self.device = device
-        if self.bf16_transformer:
-            _cast_model(self.transformer, torch.bfloat16 if device.type == "cuda" else torch.float32, device)
+        if self.compute_dtype != "fp32" or self.bf16_transformer:
+            _cast_model(self.transformer, torch_dtype(self.compute_dtype), device)
         else:
             self.transformer.to(device)
         self.vae.to(device)
@@ -462,6 +482,11 @@ class WanPrior:
             return_dict=False,
         )[0]
         return out[0].float()
+
+
+def _check_dtype_name(name: str) -> None:
+    if name not in COMPUTE_DTYPES:
+        raise ParameterError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {name!r}")
 
 
 def _cast_model(model, dtype: torch.dtype, device=None) -> None:

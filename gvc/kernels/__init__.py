@@ -1,0 +1,1 @@
+"""Device kernels (optional: used where Triton and a GPU are present; torch paths are the reference)."""
