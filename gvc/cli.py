@@ -402,7 +402,9 @@ def add_decode_options(d: argparse.ArgumentParser) -> None:
 def guarded(fn):
     """Run a command; user errors become one line on stderr and exit status 1 (2: a damaged stream was
     decoded with concealment, the output is written), never a traceback."""
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    # Both signals are handled here, SIGINT too: a process started in the background by a non-interactive shell
+    # inherits SIGINT ignored, and then Ctrl-C / kill -INT would not keep the finished GOPs.
+    previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         fn()
         return 0
@@ -428,7 +430,8 @@ def guarded(fn):
         print(f"gvc: error: no such file: {e.filename}", file=sys.stderr)
         return 1
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def main(argv=None) -> int:
