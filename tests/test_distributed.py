@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from ffmpeg_bridge.video_io import VideoReader
 from gvc import cli
@@ -38,14 +37,6 @@ def clip13(tmp_path_factory, clip, ffmpeg):
     subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(clip("carphone_176x144.mp4")),
                     "-frames:v", "13", "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", "-y", str(out)], check=True)
     return out
-
-
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def single(args):
