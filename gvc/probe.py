@@ -29,15 +29,24 @@ def gop_entry(h: SequenceHeader, u: GopUnit) -> dict:
     }
 
 
-def tracks(path, fmt: str, h: SequenceHeader, frames: int) -> list[dict]:
+def tracks(path, fmt: str, h: SequenceHeader, frames: int, warnings: list[str]) -> list[dict]:
     """The file's tracks. A .gvc holds the video only; Matroska tracks are listed through PyAV, where the
-    GVC track is the video stream FFmpeg has no decoder for (FourCC GVC1)."""
+    GVC track is the video stream FFmpeg has no decoder for (FourCC GVC1). A file FFmpeg cannot open (damaged
+    where GVC's own reader recovered) lists the GVC track alone, with the reason in ``warnings``."""
     gvc_track = {"codec": "gvc", "type": "video", "width": h.width, "height": h.height,
                  "fps": str(h.fps), "frames": frames, "duration": float(frames / h.fps)}
     if fmt != "mkv":
         return [dict(index=0, **gvc_track)]
     import av
 
+    try:
+        return _matroska_tracks(av, path, gvc_track)
+    except av.FFmpegError as e:
+        warnings.append(f"other tracks not listed: FFmpeg cannot read the file ({e.strerror or e})")
+        return [dict(index=0, **gvc_track)]
+
+
+def _matroska_tracks(av, path, gvc_track: dict) -> list[dict]:
     out, found = [], False
     with av.open(str(path)) as c:
         for s in c.streams:
@@ -73,13 +82,14 @@ def probe(path) -> dict:
     duration = frames / h.fps if frames else Fraction(0)
     header = {k: (v.hex() if isinstance(v, bytes) else str(v) if k == "fps" else v) for k, v in vars(h).items()}
     size = info.file_bytes
+    warnings = list(getattr(info, "warnings", []))
     return {
         "format": {"name": info.fmt, "file_bytes": size, "duration": float(duration), "frames": frames,
                    "bit_rate": round(8 * size / duration) if size and duration else None, "tags": info.tags},
-        "tracks": tracks(path, info.fmt, h, frames),
+        "tracks": tracks(path, info.fmt, h, frames, warnings),
         "header_bytes": len(h.to_bytes()), "header": header,
         "keyframes": sum(g["keyframe"] for g in gops),
-        "gops": gops, "damaged": damaged, "warnings": list(getattr(info, "warnings", [])),
+        "gops": gops, "damaged": damaged, "warnings": warnings,
     }
 
 
@@ -109,4 +119,5 @@ def text(path, info: dict) -> str:
                      f"{g['anchor_bytes']:7d}  {g['residual_bytes']:8d}")
     for d in info["damaged"]:
         lines.append(f"  damaged unit after GOP {d['after_gop']}: {d['error']}")
+    lines.extend(f"  warning: {w}" for w in info["warnings"])
     return "\n".join(lines)

@@ -14,3 +14,17 @@ def test_short_fuzz_run_finds_nothing(tmp_path):
     for mode in ("bytes", "payload", "fields"):  # every mutator reached its target and was refused at times
         assert s["by_mode"][mode].get("rejected", 0) + s["by_mode"][mode].get("damaged", 0) > 0, s["by_mode"]
     assert not list(tmp_path.iterdir())
+
+
+def test_info_on_a_matroska_file_ffmpeg_cannot_open(tmp_path):
+    """Found by the long run on a host with PyAV: bytes input #1102022 (seed 7) is a mutated .mkv that GVC's own
+    reader recovers but FFmpeg refuses (EOFError). `gvc info` lists the GVC track and says why, no traceback."""
+    from gvc.probe import probe
+    from tools.fuzz import Fuzzer
+
+    _, data = Fuzzer(seed=7, decode=False).make_input("bytes", 1102022)
+    path = tmp_path / "in.mkv"
+    path.write_bytes(data)
+    info = probe(path)
+    assert [t["codec"] for t in info["tracks"]] == ["gvc"]
+    assert any("FFmpeg cannot read the file" in w for w in info["warnings"]), info["warnings"]
