@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CLIP = ROOT.parent / "shared" / "clips" / "vtest_768x576.mp4"
+DEFAULT_CLIP = Path(os.environ.get("GVC_CLIPS_DIR") or ROOT.parent / "shared" / "clips") / "vtest_768x576.mp4"  # as tools/rd.py
 
 
 def read_frames(path: str) -> list[np.ndarray]:
