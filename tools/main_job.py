@@ -60,21 +60,22 @@ def run(a: argparse.Namespace, work: Path) -> int:
     from gvc.errors import GVCError
     from gvc.metrics import psnr
     from gvc.pipeline import decode_stream, encode_stream
+    import torch
 
     src, mkv, recon, dec = (str(work / n) for n in ("src.y4m", "out.mkv", "recon.y4m", "decoded.y4m"))
     run_ffmpeg(["-y", "-i", a.clip, "-frames:v", str(a.frames), "-vf", "scale=352:288:flags=bicubic",
                 "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", src])
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with VideoReader(src) as reader:
             i = reader.info
             with VideoWriter(recon, width=i.width, height=i.height, fps=i.fps) as recon_writer:
                 report = encode_stream(reader, mkv, CodecConfig(mode=a.mode, quality=a.quality, prior=a.prior),
                                        recon=recon_writer)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         decoded_report = decode_stream(mkv, lambda h: VideoWriter(dec, width=h.width, height=h.height, fps=h.fps),
                                        DecodeConfig())
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
     except GVCError as e:
         print(f"main_job: error: {e}", file=sys.stderr)
         return 1
@@ -89,6 +90,9 @@ def run(a: argparse.Namespace, work: Path) -> int:
         "psnr_decoded": float(np.mean([psnr(x, y) for x, y in zip(source, decoded)])),
         "decoder_matches_encoder": identical and not decoded_report.events,
         "encode_seconds": round(t1 - t0, 1), "decode_seconds": round(t2 - t1, 1),
+        # CPU seconds of this process (all its threads): on a shared machine steadier than the wall times
+        "encode_cpu_seconds": round(c1 - c0, 1), "decode_cpu_seconds": round(c2 - c1, 1),
+        "torch_threads": torch.get_num_threads(),
     }
     print(json.dumps(result, indent=2))
     return 0 if result["decoder_matches_encoder"] else 2
