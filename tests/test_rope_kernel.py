@@ -8,14 +8,19 @@ import pytest
 import torch
 
 from gvc.kernels import rope_triton
+from gvc.priors.wan import _cast_model
 from tests.wan_tiny import TINY_TRANSFORMER
 
 
 def tiny_transformer(device, dtype=torch.float32, **over):
+    """Cast as WanPrior casts (keep-in-fp32 modules float32, the RoPE tables as built), not by ``.to(dtype)``."""
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(0)
-    return WanTransformer3DModel(**dict(TINY_TRANSFORMER, **over)).to(device, dtype).eval()
+    t = WanTransformer3DModel(**dict(TINY_TRANSFORMER, **over)).eval()
+    _cast_model(t, dtype, device)
+    assert t.rope.freqs_cos.dtype == torch.float32
+    return t
 
 
 def forward(t, x, ctx):
@@ -40,6 +45,14 @@ def test_module_swap_keeps_the_forward_bit_exact_on_cpu():
     assert swapped.rope is not t.rope and type(swapped.blocks[0].attn1.norm_q).__name__ == "_NormThenRope"
     assert torch.equal(forward(swapped, x, ctx), ref)
     assert not rope_triton.install(tiny_transformer("cpu"))  # no kernel off CUDA
+
+
+def test_tables_of_another_dtype_keep_diffusers_rope():
+    """The kernel reproduces float32/float64 tables only; a model cast whole by ``.to(bf16)`` keeps the eager path."""
+    assert rope_triton.reproducible(tiny_transformer("cpu"))
+    t = tiny_transformer("cpu").to(torch.bfloat16)
+    assert t.rope.freqs_cos.dtype == torch.bfloat16
+    assert not rope_triton.reproducible(t)
 
 
 cuda = pytest.mark.skipif(not (torch.cuda.is_available() and rope_triton.triton), reason="needs CUDA and Triton")

@@ -1,11 +1,12 @@
 """Wan's rotary position embedding in one Triton kernel, bit-identical to diffusers' eager code (issue 15.5).
 
-diffusers applies RoPE to q and k of every self-attention with float64 tables: per pair (x1, x2) of a head,
-``x1·cos − x2·sin`` and ``x1·sin + x2·cos`` are formed in float64 and cast back to the activations' dtype.
-Eagerly that is about ten strided elementwise kernels and float64 temporaries per tensor: 0.82 ms a call,
-49 ms of a 0.62 s forward of Wan-1.3B at 720p on an H200. The kernel reads x once and writes it once, with the same
-float64 products, no fused multiply-add (``enable_fp_fusion=False``) and the same single rounding to the
-output dtype, so the output equals the eager one bit for bit and streams coded either way decode the same.
+diffusers applies RoPE to q and k of every self-attention with float32 tables (built in float64, stored as
+float32): per pair (x1, x2) of a head, ``x1·cos − x2·sin`` and ``x1·sin + x2·cos`` are formed in float32 and
+cast back to the activations' dtype. Eagerly that is about ten strided elementwise kernels and float32
+temporaries per tensor: 0.82 ms a call, 49 ms of a 0.62 s forward of Wan-1.3B at 720p on an H200. The kernel
+reads x once and writes it once, with the same float32 products, no fused multiply-add
+(``enable_fp_fusion=False``) and the same single rounding to the output dtype, so the output equals the eager
+one bit for bit and streams coded either way decode the same.
 
 It is installed by swapping modules, not by copying diffusers' attention code: the model's ``rope`` module
 still computes the tables, but hands them to a :class:`RopeTables` slot and returns None (so the attention
@@ -25,46 +26,31 @@ except ImportError:  # pragma: no cover - CPU-only installs
     triton = None
 
 BLOCK_T = 32  # tokens per program; one program per (token block, head)
+TABLE_DTYPES = (torch.float32, torch.float64)  # where the kernel's products are PyTorch's (bf16 ones are not)
 
 
 if triton is not None:
 
     @triton.jit
-    def _round_like_torch(v, OUT: tl.constexpr):
-        """float64 -> OUT rounded once, to nearest even, as PyTorch's CUDA cast does. Going through float32
-        would round twice; where float32 lands exactly on a bf16/fp16 tie, nudge it off the tie by one unit
-        towards the float64 value first (the rest of the float64 value is what a single rounding looks at)."""
-        f = v.to(tl.float32)
-        if OUT == tl.float32:
-            return f
-        rest = v - f.to(tl.float64)
-        bits = f.to(tl.int32, bitcast=True)
-        if OUT == tl.bfloat16:
-            tie = (bits & 0xFFFF) == 0x8000
-        else:
-            tie = (bits & 0x1FFF) == 0x1000
-        away = (rest > 0) == (f > 0)  # the true value lies further from zero than f
-        bits = tl.where(tie & (rest != 0), tl.where(away, bits + 1, bits - 1), bits)
-        return bits.to(tl.float32, bitcast=True).to(OUT)
-
-    @triton.jit
     def _rope_kernel(x_ptr, cos_ptr, sin_ptr, out_ptr, n_tokens, HEADS: tl.constexpr, D: tl.constexpr,
                      DP: tl.constexpr, BLOCK: tl.constexpr):
-        # x, out: [n_tokens, HEADS * D] (interleaved pairs); cos, sin: [n_tokens, D] float64; DP: D padded to 2^k
+        # x, out: [n_tokens, HEADS * D] (interleaved pairs); cos, sin: [n_tokens, D]; DP: D padded to 2^k.
+        # Arithmetic in the tables' dtype, as PyTorch promotes x * cos; one rounding to x's dtype at the end.
         t = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)[:, None]
         h = tl.program_id(1)
         e = tl.arange(0, DP)[None, :]
         x = tl.load(x_ptr + t * (HEADS * D) + h * D + e, mask=(t < n_tokens) & (e < D), other=0.0)
         x1, x2 = tl.split(tl.reshape(x, (BLOCK, DP // 2, 2)))
-        x1 = x1.to(tl.float64)
-        x2 = x2.to(tl.float64)
+        CT: tl.constexpr = cos_ptr.dtype.element_ty
+        x1 = x1.to(CT)
+        x2 = x2.to(CT)
         i = tl.arange(0, DP // 2)[None, :]
         pair = (t < n_tokens) & (2 * i < D)
         c = tl.load(cos_ptr + t * D + 2 * i, mask=pair, other=0.0)  # diffusers: freqs_cos[..., 0::2]
         s = tl.load(sin_ptr + t * D + 2 * i + 1, mask=pair, other=0.0)  # freqs_sin[..., 1::2]
         OUT: tl.constexpr = out_ptr.dtype.element_ty
-        o1 = _round_like_torch(x1 * c - x2 * s, OUT)
-        o2 = _round_like_torch(x1 * s + x2 * c, OUT)
+        o1 = (x1 * c - x2 * s).to(OUT)
+        o2 = (x1 * s + x2 * c).to(OUT)
         o = tl.reshape(tl.join(o1, o2), (BLOCK, DP))
         tl.store(out_ptr + t * (HEADS * D) + h * D + e, o, mask=(t < n_tokens) & (e < D))
 
@@ -74,7 +60,9 @@ def available(device) -> bool:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, heads: int) -> torch.Tensor:
-    """x: [B, N, heads·D]; cos, sin: [1, N, 1, D] float64 (diffusers' tables). Returns RoPE(x), x's dtype."""
+    """x: [B, N, heads·D]; cos, sin: [1, N, 1, D], float32 as diffusers builds them. Returns RoPE(x), x's dtype."""
+    if cos.dtype not in TABLE_DTYPES or sin.dtype != cos.dtype:
+        raise ValueError(f"the fused RoPE reproduces float32/float64 tables only, got {cos.dtype}/{sin.dtype}")
     b, n, width = x.shape
     d = width // heads
     x = x.contiguous()
@@ -128,15 +116,24 @@ class _NormThenRope(torch.nn.Module):
 
 def install(transformer) -> bool:
     """Route a diffusers WanTransformer3DModel's self-attention RoPE through the kernel. Returns whether it
-    did: not on the CPU, nor when diffusers' processor is not the one whose arithmetic the kernel copies."""
-    from diffusers.models.transformers.transformer_wan import WanAttnProcessor
-
+    did: not on the CPU, nor where the kernel would not reproduce diffusers' arithmetic (:func:`reproducible`)."""
     if isinstance(transformer.rope, _TablesOnly):
         return True
-    if not available(transformer.device) or any(type(b.attn1.processor) is not WanAttnProcessor for b in transformer.blocks):
+    if not (available(transformer.device) and reproducible(transformer)):
         return False
     swap_modules(transformer)
     return True
+
+
+def reproducible(transformer) -> bool:
+    """Whether the kernel's arithmetic is diffusers' for this model: its own attention processor, and float32 or
+    float64 tables (WanPrior leaves them as diffusers builds them, float32; a model cast whole by ``.to(bf16)``
+    computes RoPE in bf16, which the kernel does not reproduce)."""
+    from diffusers.models.transformers.transformer_wan import WanAttnProcessor
+
+    return (getattr(transformer.rope, "freqs_cos", None) is not None
+            and transformer.rope.freqs_cos.dtype in TABLE_DTYPES
+            and all(type(b.attn1.processor) is WanAttnProcessor for b in transformer.blocks))
 
 
 def swap_modules(transformer) -> None:
