@@ -3,8 +3,10 @@
     python -m tools.report [--rd benchmarks/rd_quick.json ...] [--bench benchmarks/bench_cpu.json ...]
                            [--out docs/results.md]
 
-Default inputs, when neither ``--rd`` nor ``--bench`` is given: every ``benchmarks/rd*.json`` (tools.rd) and
-``benchmarks/bench_*.json`` (tools.bench); otherwise only the files given.
+Default inputs, when neither ``--rd`` nor ``--bench`` is given: every ``benchmarks/rd*.json`` (tools.rd),
+``benchmarks/bench_*.json`` (tools.bench), ``benchmarks/wan_*.json`` (tools.bench_wan), the
+``benchmarks/codebook_*.json`` runs with every search path side by side (tools.bench_codebook) and
+``benchmarks/codebook_family_rd.json`` (tools.family_rd); otherwise only the files given.
 Each section gives the exact command that produced its JSON, the software it ran with (ffmpeg's
 ``-version`` line, Python, torch, PyAV, numpy, gvc), the tables, and links to the PNG plots.
 """
@@ -207,8 +209,66 @@ def bench_section(path: Path, data: dict, out: Path) -> list[str]:
     return lines
 
 
+WAN_STAGES = ("load_prior", "weights_sha256", "vae_encode", "condition (anchor VAE encode)", "transformer",
+              "codebook_search", "atom_regeneration", "vae_decode", "other")
+
+
+def wan_section(path: Path, data: dict, out: Path) -> list[str]:
+    """tools.bench_wan: the CLI path on a Wan2.1-1.3B-sized prior, per mode and variant, with its stages."""
+    t = data.get("targets", {})
+    lines = [f"## Speed on a Wan-1.3B-sized prior: `{_rel(path, out)}`", "",
+             f"`python -m tools.bench_wan --wan-config {data['wan_config']} --json {_rel(path, ROOT / 'x')}` on "
+             f"{data['device_name']} (torch {data['torch']}, diffusers {data['diffusers']}), dtype `{data['dtype']}`, "
+             f"{data['width']}x{data['height']}, {data['frames']} frames, {data['steps']} steps, M {data['quality']}. "
+             f"{data.get('note', '').capitalize()}. Targets: encode ≤ {t.get('encode_seconds')} s, decode ≤ {t.get('decode_seconds')} s.", ""]
+    if data.get("cold_hash_seconds"):
+        lines += ["Cold weight hash (once per checkpoint, then cached): " + ", ".join(
+            f"{k} {v:.2f} s" for k, v in data["cold_hash_seconds"].items()), ""]
+    rows = []
+    for r in data.get("runs", []):
+        for label in ("encode", "decode"):
+            e = r[label]
+            rows.append([r["mode"], r.get("variant", "–"), label, e["seconds"],
+                         *[e["stages"].get(k) for k in WAN_STAGES], e.get("decode_matches_encoder")])
+    lines += table(["mode", "variant", "run", "total s", *WAN_STAGES, "bit-exact"], rows)
+    return lines
+
+
+def codebook_section(path: Path, data: dict, out: Path) -> list[str]:
+    """tools.bench_codebook runs with every search path side by side (files with ``methods``)."""
+    runs = [r for r in data.get("runs", [data]) if r.get("methods")]
+    if not runs:
+        return []
+    lines = [f"## Codebook search paths side by side: `{_rel(path, out)}`", "",
+             "`python -m tools.bench_codebook --device cuda,cpu` (one step-frame: K atoms of dimension dim; best of "
+             "repeats after a warm-up; the reference loop extrapolated from a subset of atoms).", ""]
+    rows = [[r["device"], r.get("device_name") or "", r.get("cpu_threads"), r["K"], r["dim"], name, m["seconds"],
+             m["atoms_per_s"] if "atoms_per_s" in m else None, m.get("speedup_vs_loop"), m.get("ratio_to_bulk_rng"),
+             m.get("peak_memory_bytes")]
+            for r in runs for name, m in r["methods"].items()]
+    return lines + table(["device", "name", "threads", "K", "dim", "path", "seconds", "atoms/s", "× loop",
+                          "× bulk-RNG floor", "peak bytes"], rows)
+
+
+def family_section(path: Path, data: dict, out: Path) -> list[str]:
+    """tools.family_rd: the Hadamard codebook family against the Gaussian one at equal settings."""
+    lines = [f"## Codebook families at equal settings: `{_rel(path, out)}`", "",
+             f"Prior `{data['prior']}`, mode {data['mode']}, {data['size']}, {data['frames']} frames "
+             f"(`python -m tools.family_rd`). Mean PSNR difference (hadamard − gaussian) "
+             f"{data['mean_psnr_difference']:+.4f} dB, mean VMAF difference {data['mean_vmaf_difference']:+.3f} "
+             "(the default stays Gaussian unless the structured family is within 0.1 dB and 0.5 VMAF at equal bits).", ""]
+    rows = [[r["clip"], r["quality"], r["family"], r["bytes"], r["bpp"], r["psnr"], r["vmaf"], r["encode_seconds"]]
+            for r in data["rows"]]
+    return lines + table(["clip", "quality", "family", "bytes", "bpp", "PSNR", "VMAF", "enc s"], rows)
+
+
+SPEED_SECTIONS = (("wan_*.json", wan_section), ("codebook_*.json", codebook_section),
+                  ("codebook_family_rd.json", family_section))
+
+
 def write_report(out: Path = DEFAULT_OUT, rd_paths: list[Path] | None = None,
                  bench_paths: list[Path] | None = None) -> Path:
+    everything = rd_paths is None and bench_paths is None
     rd_paths = sorted((ROOT / "benchmarks").glob("rd*.json")) if rd_paths is None else rd_paths
     bench_paths = sorted((ROOT / "benchmarks").glob("bench_*.json")) if bench_paths is None else bench_paths
     lines = ["# Results", "",
@@ -219,6 +279,11 @@ def write_report(out: Path = DEFAULT_OUT, rd_paths: list[Path] | None = None,
         lines += rd_section(Path(p), json.loads(Path(p).read_text()), out)
     for p in bench_paths:
         lines += bench_section(Path(p), json.loads(Path(p).read_text()), out)
+    for pattern, section in SPEED_SECTIONS if everything else ():
+        for p in sorted((ROOT / "benchmarks").glob(pattern)):
+            if section is codebook_section and p.name == "codebook_family_rd.json":
+                continue
+            lines += section(p, json.loads(p.read_text()), out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines).rstrip() + "\n")
     return out

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ from pathlib import Path
 import torch
 
 from gvc.errors import ParameterError
+from gvc.kernels import rope_triton
 from gvc.priors.base import COMPUTE_DTYPES, Conditioning, LatentGeometry, check_compute_dtype, torch_dtype
 from gvc.priors.hashcache import cached_sha256
 
@@ -228,8 +230,8 @@ class WanPrior:
             tdtype = torch_dtype(compute_dtype)
         else:
             tdtype = dtype
-        transformer = _load_diffusers(WanTransformer3DModel, root / "transformer", tdtype)
-        vae = _load_diffusers(AutoencoderKLWan, root / "vae", dtype)
+        transformer = _load_diffusers(WanTransformer3DModel, root / "transformer", tdtype, device)
+        vae = _load_diffusers(AutoencoderKLWan, root / "vae", dtype, device)
 
         text_encoder = tokenizer = None
         if (root / "text_encoder").is_dir():
@@ -306,6 +308,7 @@ class WanPrior:
             _cast_model(self.transformer, torch_dtype(self.compute_dtype), device)
         else:
             self.transformer.to(device)
+        rope_triton.install(self.transformer)  # on CUDA: the same RoPE arithmetic in one kernel
         self.vae.to(device)
         if self.text_encoder is not None:
             self.text_encoder.to(self.text_encoder_device or device)
@@ -512,14 +515,19 @@ def _cast_model(model, dtype: torch.dtype, device=None) -> None:
         model.to(device)
 
 
-def _load_diffusers(cls, path: Path, dtype: torch.dtype):
-    """Offline diffusers model loading that needs neither accelerate nor the hub.
+def _load_diffusers(cls, path: Path, dtype: torch.dtype, device: torch.device | str = "cpu"):
+    """Offline diffusers model loading that needs neither accelerate nor the hub, straight onto ``device``.
 
     diffusers 0.42's ``from_pretrained`` refuses models with ``_keep_in_fp32_modules`` (the Wan transformer)
-    when accelerate is missing, so: config -> ``from_config`` without random init -> copy the tensors of every
-    ``*.safetensors`` file of the folder (the files :meth:`WanPrior.weights_sha256` hashes), strictly.
+    when accelerate is missing, so: config -> ``from_config`` without random init -> an empty tensor on
+    ``device`` for every weight, in the dtype it runs in -> filled from the memory-mapped ``*.safetensors``
+    files of the folder (the files :meth:`WanPrior.weights_sha256` hashes), strictly. Each tensor is cast on
+    the CPU by a pool of threads and copied from pinned memory: 0.44 s for Wan-1.3B's 5.7 GB onto an H200,
+    against 2.3-2.5 s for casting a whole CPU model and then moving it (most of that the cast of the empty
+    model). Non-persistent buffers (the RoPE tables) are computed on the CPU as before, then moved, so the
+    arithmetic does not depend on this path.
     """
-    from safetensors.torch import load_file
+    from safetensors import safe_open
 
     try:
         from diffusers.models.modeling_utils import no_init_weights
@@ -537,29 +545,63 @@ def _load_diffusers(cls, path: Path, dtype: torch.dtype):
             model = cls.from_config(config)
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise ParameterError(f"{path}: cannot build the model ({_first_line(e)})") from e
-    _cast_model(model, dtype)  # keep-in-fp32 modules stay float32
-
-    expected = set(model.state_dict().keys())
+    device = torch.device(device)
+    weights = _empty_weights(model, dtype, device)
     seen: set[str] = set()
     for f in files:
         try:
-            sd = load_file(str(f))
+            with safe_open(str(f), framework="pt", device="cpu") as sf:
+                names = {k: k for k in sf.keys()}
+                if hasattr(model, "_fix_state_dict_keys_on_load"):
+                    model._fix_state_dict_keys_on_load(names)  # renames only: model name -> file name
+                bad = sorted(seen.intersection(names) or set(names) - set(weights))
+                if bad:
+                    raise ParameterError(f"{f}: unexpected or repeated tensor {bad[0]!r}")
+                _fill(weights, names, sf, device)
+        except ParameterError:
+            raise
         except Exception as e:  # safetensors raises its own error types for damaged files
             raise ParameterError(f"{f}: cannot read ({_first_line(e)})") from e
-        if hasattr(model, "_fix_state_dict_keys_on_load"):
-            model._fix_state_dict_keys_on_load(sd)
-        dup = seen.intersection(sd)
-        unexpected = set(sd) - expected
-        if dup or unexpected:
-            bad = sorted(dup or unexpected)[0]
-            raise ParameterError(f"{f}: unexpected or repeated tensor {bad!r}")
-        model.load_state_dict(sd, strict=False)
-        seen.update(sd)
-        del sd
-    missing = expected - seen
+        seen.update(names)
+    missing = set(weights) - seen
     if missing:
         raise ParameterError(f"{path}: weights missing for {sorted(missing)[0]!r} ({len(missing)} tensors)")
-    return model.eval()
+    return model.to(device).eval()  # moves what the files do not hold (non-persistent buffers)
+
+
+def _empty_weights(model, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
+    """Give every parameter and persistent buffer an empty tensor on ``device`` in the dtype it runs in (as
+    :func:`_cast_model` would cast it); returns them by state-dict name."""
+    keep = getattr(model, "_keep_in_fp32_modules", None) or []
+    out = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        target = t.dtype
+        if t.is_floating_point():
+            target = torch.float32 if any(k in name.split(".") for k in keep) else dtype
+        t.data = torch.empty(t.shape, dtype=target, device=device)
+        out[name] = t
+    return out
+
+
+def _fill(weights: dict[str, torch.Tensor], names: dict[str, str], sf, device: torch.device) -> None:
+    """Copy the file's tensors into ``weights``: cast on the CPU in parallel, then one pinned copy each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pinned = device.type == "cuda"
+
+    def one(item):
+        name, key = item
+        dst = weights[name]
+        src = sf.get_tensor(key)
+        if src.shape != dst.shape:
+            raise ParameterError(f"tensor {key!r} has shape {tuple(src.shape)}, the model {tuple(dst.shape)}")
+        src = src.to(dst.dtype)
+        dst.data.copy_(src.pin_memory() if pinned else src, non_blocking=pinned)
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        list(pool.map(one, names.items()))
+    if pinned:
+        torch.cuda.synchronize(device)
 
 
 def _first_line(e: BaseException) -> str:
