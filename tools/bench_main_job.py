@@ -9,7 +9,8 @@ in a fresh process with OMP_NUM_THREADS (torch's thread count) set, so that a lo
 shared machine falls on both alike. Each run records main_job's figures (encode/decode wall and CPU seconds,
 bytes, PSNR, whether the decoder reproduced the encoder) plus the process' wall and CPU seconds (user + sys of
 the child and its ffmpeg) and the 1-minute load average before and after. The summary gives per variant and
-thread count the median of each time and the after/before ratios. Arguments after ``--`` go to main_job.
+thread count the median of each time and the after/before ratios (and of each stage with ``-- --stages``, which
+both checkouts' main_job must know). Arguments after ``--`` go to main_job.
 """
 
 from __future__ import annotations
@@ -62,10 +63,21 @@ def summarise(runs: list[dict]) -> list[dict]:
                             for k in TIMES if any(r.get(k) is not None for r in sel)}
             rows.append({"threads": threads, "variant": variant, "runs": len(sel), **med[variant],
                          "load_median": round(statistics.median(r["load_before"] for r in sel), 2),
-                         "decoder_matches_encoder": all(r["decoder_matches_encoder"] for r in sel)})
+                         "decoder_matches_encoder": all(r["decoder_matches_encoder"] for r in sel),
+                         **({"stages": median_stages(sel)} if all(r.get("stages") for r in sel) else {})})
         rows.append({"threads": threads, "variant": "after/before",
                      **{k: round(med["after"][k] / med["before"][k], 3) for k in med["after"] if med["before"].get(k)}})
     return rows
+
+
+def median_stages(runs: list[dict]) -> dict:
+    """main_job --stages tables of several runs -> {side: {stage: [median wall s, median CPU s]}}."""
+    out = {}
+    for side in ("encode", "decode"):
+        names = dict.fromkeys(k for r in runs for k in r["stages"][side])
+        out[side] = {k: [round(statistics.median(r["stages"][side].get(k, [0, 0])[i] for r in runs), 2) for i in (0, 1)]
+                     for k in names}
+    return out
 
 
 def plot(result: dict, path: str) -> None:
