@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -119,6 +120,7 @@ def main(argv=None) -> int:
     threads = [int(t) for t in a.threads.split(",")]
     rev = git("rev-parse", a.before)
     after = {"rev": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still removes its worktree (finally)
     with tempfile.TemporaryDirectory(prefix="gvc-before-") as tmp:
         before_dir = Path(tmp) / "before"
         git("worktree", "add", "--detach", str(before_dir), rev)
