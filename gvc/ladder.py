@@ -17,8 +17,10 @@ stream and none of them loses quality:
   largest and would otherwise cost more than the atoms saved, fine at high ones.
 
 Between the powers of two the levers are interpolated (linearly in log2 quality), so every quality value
-1..256 has its levers and they are non-decreasing in quality. The measurements behind the constants, and the
-RD tables before/after, are in the commit that introduced this file and in docs/results.md.
+1..256 has its levers and they are non-decreasing in quality. tests/test_ladder.py checks the rule on three
+real clips in every mode; the RD tables of the ladder against the levers of before it (anchor quality 50,
+residual step 0.35) and x265 on vtest and bikes are benchmarks/rd_ladder_after.json and
+benchmarks/rd_ladder_before.json (``python -m tools.rd``, commands inside).
 """
 
 from __future__ import annotations

@@ -1,18 +1,19 @@
 """The quality ladder (gvc/ladder.py): one knob whose every lever rises with it, so that on real clips bytes
 rise and PSNR-RGB and MS-SSIM do not fall across the quality values the README documents, in every mode.
 
-The RD test encodes three real clips with the default prior, downscaled to 96x80 and 5 frames (two latent
+The RD test encodes three real clips with the default prior, downscaled to 128x96 and 5 frames (two latent
 frames: the anchor, the sampled frames and the I2V tail residual all take part), at the CLI's 20 steps: the
-configuration of real use, made small in space and time only, so that the sampler, residual and anchor
-trade-offs it checks are those of full-size encodes.
+configuration of real use, made small in space and time only (about 100 s on 2 cores). At 96x80 the Wan
+autoencoder's own loss dominates the frames (an exact last latent scores no better than a sampled one), so
+that size tests the autoencoder more than the levers. Measured margins at 128x96 (smallest rise between
+consecutive documented qualities over the three clips): 0.71 dB and 0.0053 MS-SSIM in I2V, 1.41 dB and 0.013
+in FLF2V, 0.16 dB and 0.009 in T2V.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-
-import os
 
 import pytest
 
@@ -21,7 +22,7 @@ from gvc.ladder import levers
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 LADDER_CLIPS = ("carphone_176x144.mp4", "bikes_640x272.mp4", "tree_320x240.mp4")
-SIZE, FRAMES, STEPS = "96x80", 5, 20
+SIZE, FRAMES, STEPS = "128x96", 5, 20
 
 
 def documented_qualities() -> list[int]:
@@ -78,8 +79,6 @@ def default_prior():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("GVC_SLOW_TESTS"), reason="about 20 min of CPU on 2 cores, and I2V on bikes "
-                    "still loses 0.003 MS-SSIM from q8 to q32 (issue 20 open): set GVC_SLOW_TESTS=1 to run it")
 @pytest.mark.parametrize("mode", MODES)
 def test_bytes_rise_and_quality_does_not_fall_with_the_knob(mode, ladder_sources, default_prior):
     from tools.ladder import encode_point
