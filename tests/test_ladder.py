@@ -39,15 +39,18 @@ def test_levers_rise_with_the_knob_in_every_mode():
         anchors = [lv.anchor_quality for lv in ladder]
         assert anchors == sorted(anchors) and anchors[0] < anchors[-1] and 0 <= anchors[0] and anchors[-1] <= 100
         steps = [lv.residual_step for lv in ladder]
-        if mode == "i2v":  # finer residual at higher quality
-            assert steps == sorted(steps, reverse=True) and steps[0] > steps[-1] > 0
+        if mode == "i2v":  # no residual at the low rungs, then a finer one at each higher quality
+            coded = [s for s in steps if s is not None]
+            assert steps == [None] * (len(steps) - len(coded)) + coded and 0 < len(coded) < len(steps)
+            assert coded == sorted(coded, reverse=True) and coded[0] > coded[-1] > 0
         else:
             assert set(steps) == {None}
 
 
 def test_config_takes_its_levers_from_the_ladder_unless_given():
     c = CodecConfig(mode="i2v", quality=2).validate()
-    assert (c.residual_step, c.anchor_quality) == (levers("i2v", 2).residual_step, levers("i2v", 2).anchor_quality)
+    assert (c.residual_step, c.anchor_quality) == (None, levers("i2v", 2).anchor_quality)
+    assert CodecConfig(mode="i2v", quality=32).residual_step == levers("i2v", 32).residual_step > 0
     assert CodecConfig(mode="i2v", quality=32).anchor_quality > c.anchor_quality
     explicit = CodecConfig(mode="i2v", quality=2, residual_step=None, anchor_quality=50.0)
     assert (explicit.residual_step, explicit.anchor_quality) == (None, 50.0)

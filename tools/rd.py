@@ -36,8 +36,9 @@ average after each point, so that times from a shared machine can be judged.
 BD-rate and BD-metric of every codec against ``--anchor`` (default x265) over the overlapping range
 (tools/bd.py), printed with that range; figures resting on less than 20 % of a log-rate decade are flagged.
 
-Resuming: a point already in the JSON with the same clip, codec, parameters, frame count and size is
-skipped (``--redo`` measures everything again; points that failed are retried). Each point's stream lives in
+Resuming: a point already in the JSON with the same clip, codec, parameters, frame count, size and (GVC)
+levers is skipped; a GVC point whose quality now sets other levers (a changed ladder) is measured again and
+replaces the old one (``--redo`` measures everything again; points that failed are retried). Each point's stream lives in
 its own work folder named after that key, so a resumed run never overwrites an earlier point's stream;
 decoded y4m files are deleted once scored. Output: CompressAI-style curves ``{"name", "description",
 "results": {"bpp": [...], "psnr-rgb": [...], ...}}`` per sequence and codec, their means over sequences, the
@@ -186,10 +187,11 @@ def prepare_source(clip: Path, frames: int, size_spec: str, work: Path) -> Sourc
 
 # -- points ------------------------------------------------------------------------------------------------
 
-def point_key(p: dict) -> str:
-    """What identifies a point for resuming: clip, codec, parameters, frame count and size."""
+def point_key(p: dict, levers: bool = True) -> str:
+    """What identifies a point for resuming: clip, codec, parameters, frame count and size, and the levers a GVC
+    quality value sets (a changed ladder measures the point again; ``levers=False``: the point it replaces)."""
     fields = ("clip", "codec", "prior", "param", "value", "preset", "steps", "frames", "size", "codebook_span", "pinned")
-    return json.dumps({k: p.get(k) for k in fields}, sort_keys=True)
+    return json.dumps({k: p.get(k) for k in fields + (("levers",) if levers else ())}, sort_keys=True)
 
 
 def planned_points(sources: list[Source], args, prior_ids: dict[str, str]) -> list[dict]:
@@ -199,10 +201,11 @@ def planned_points(sources: list[Source], args, prior_ids: dict[str, str]) -> li
         for prior in args.priors:
             for mode in args.modes:
                 for q in args.qualities:
-                    points.append({**base, "codec": f"gvc-{mode}", "mode": mode, "prior": prior_ids[prior],
-                                   "prior_arg": prior, "param": "quality", "value": q, "steps": args.steps,
-                                   **({"codebook_span": args.codebook_span} if args.codebook_span is not None else {}),
-                                   **({"pinned": pinned_levers(args, mode)} if pinned_levers(args, mode) else {})})
+                    point = {**base, "codec": f"gvc-{mode}", "mode": mode, "prior": prior_ids[prior],
+                             "prior_arg": prior, "param": "quality", "value": q, "steps": args.steps,
+                             **({"codebook_span": args.codebook_span} if args.codebook_span is not None else {}),
+                             **({"pinned": pinned_levers(args, mode)} if pinned_levers(args, mode) else {})}
+                    points.append({**point, "levers": gvc_config(point, args.device).levers()})
         for name in args.codecs:
             c = CLASSICAL[name]
             for v in args.params[name]:
@@ -736,7 +739,7 @@ def measure_missing(a, argv, data: dict, done: dict, clips: list[Path], work: Pa
             result = measure_point(by_clip[point["clip"]], point, work / point_folder(point), device=a.device,
                                    vmaf=a.vmaf, lpips=lpips)
             done[point_key(result)] = result
-            data["points"] = [p for p in data["points"] if point_key(p) != point_key(result)] + [result]
+            data["points"] = [p for p in data["points"] if point_key(p, False) != point_key(result, False)] + [result]
             save_results(a.json, data)
             bar.update(1)
             if not a.quiet:
