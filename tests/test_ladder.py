@@ -2,13 +2,13 @@
 rise and PSNR-RGB and MS-SSIM do not fall across the quality values the README documents, in every mode.
 
 The RD test encodes three real clips with the default prior, downscaled to 128x96 and 5 frames (two latent
-frames: the anchor, the sampled frames and the I2V tail residual all take part), at the CLI's 20 steps: the
-configuration of real use, made small in space and time only (about 100 s on 2 cores). At 96x80 the Wan
-autoencoder's own loss dominates the frames (an exact last latent scores no better than a sampled one), so
-that size tests the autoencoder more than the levers. Measured margins at 128x96 (smallest rise between
-consecutive documented qualities over the three clips, seed 0 as tested; in brackets the smallest over seeds
-0, 1 and 2, a stand-in for another machine's rounding): I2V 0.71 dB (0.71) and 0.0053 MS-SSIM (0.0036), FLF2V
-1.41 dB (1.41) and 0.013 (0.013), T2V 0.16 dB (0.16) and 0.009 (0.0014).
+frames: the anchor, the sampled frames and, at quality 32, the I2V tail residual all take part), at the CLI's
+20 steps: the configuration of real use, made small in space and time only (about 85 s wall and 100 s CPU on
+2 idle cores). At 96x80 the Wan autoencoder's own loss dominates the frames (an exact last latent scores no
+better than a sampled one), so that size tests the autoencoder more than the levers. Measured margins at
+128x96 (smallest rise between consecutive documented qualities over the three clips, seed 0 as tested; in
+brackets the smallest over seeds 0, 1 and 2, a stand-in for another machine's rounding): I2V 0.71 dB (0.71)
+and 0.0047 MS-SSIM (0.0036), FLF2V 1.41 dB (1.41) and 0.013 (0.013), T2V 0.16 dB (0.16) and 0.009 (0.0014).
 """
 
 from __future__ import annotations
