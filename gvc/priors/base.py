@@ -26,7 +26,7 @@ def torch_dtype(name: str) -> torch.dtype:
     return _TORCH_DTYPES[name]
 
 
-# -- thread-count independence (docs/method.md §Reproducibility) ---------------------------------------------
+# -- thread-count independence (docs/models.md, "Thread count") ----------------------------------------------
 # The decoder must output the encoder's frames whatever torch.get_num_threads() is on either side. Most CPU
 # kernels split work over outputs, not over a sum, so their results do not depend on the thread count; the
 # ones that do are run on one thread below (found op by op with every aten op of a decode run on 1 and 2
