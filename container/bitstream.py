@@ -48,7 +48,6 @@ MAX_PRIOR_ID_BYTES = 255
 MAX_ANCHORS = 2
 MAX_ANCHOR_PAD = 64
 MAX_K = 1 << 20
-PAD_LATENTS = 16  # latent rows/columns a prior may pad a picture by (patch multiples)
 MAX_M = 1024
 MAX_RESIDUAL_ELEMENTS = 1 << 24
 
@@ -469,12 +468,13 @@ def check_gop(unit: GopUnit, header: SequenceHeader) -> None:
         _check(header.mode == "i2v", f"GOP {g}: a residual in {header.mode} (I2V only)")
         r = parse_syntax(ResidualHeaderSyntax, unit.residual, "residual payload")
         s = header.spatial_stride
-        # A prior may pad its latent to a multiple of its patch, so the exact shape is checked where the residual
-        # meets the latent (gvc.codec); here only the bound that keeps a hostile payload from allocating more.
-        bound = (header.latent_channels, -(-header.height // s) + PAD_LATENTS, -(-header.width // s) + PAD_LATENTS)
+        # spatial_stride is the padding granularity, not the latent's scale (Wan: 16 = VAE stride 8 x patch 2, so its
+        # latent is ceil(H/16)*2 rows): the exact shape is checked where the residual meets the latent (gvc.codec);
+        # here only the bound that keeps a hostile payload from allocating more: no latent exceeds the padded picture.
+        bound = (header.latent_channels, -(-header.height // s) * s, -(-header.width // s) * s)
         _check(r.channels == bound[0] and r.height <= bound[1] and r.width <= bound[2],
-               f"GOP {g}: residual of {r.channels}x{r.height}x{r.width}, larger than the latent frame "
-               f"({bound[0]}x{bound[1]}x{bound[2]} with padding)")
+               f"GOP {g}: residual of {r.channels}x{r.height}x{r.width}, larger than the padded picture "
+               f"({bound[0]}x{bound[1]}x{bound[2]})")
 
 
 def frame_hash(frames_uint8) -> bytes:

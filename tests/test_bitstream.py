@@ -305,6 +305,8 @@ def test_gop_checked_against_the_header():
     h = _header()
     bs.check_gop(_gop(0), h)
     bs.check_gop(_gop(1), h)
+    # the default (Wan) prior: spatial_stride 16 pads, its latent is H/8 x W/8 (the README main job's residual)
+    bs.check_gop(_gop(0), _header(spatial_stride=16))
     t2v = _header(mode="t2v", gop_overlap=0, codebook_m_tail=8, tail_latent_frames=0)
     cases = [
         (h, _gop(1, first_frame=33), "GOP plan puts it at 32"),
@@ -315,7 +317,7 @@ def test_gop_checked_against_the_header():
         (h, _gop(1, keyframe=True), "keyframe flag True but first anchor absent"),
         (h, _gop(0, anchors=[], keyframe=False), "GOP 0 must carry its first frame"),
         (h, _gop(0, prompt="hi"), "prompt in i2v"),
-        (h, _gop(0, residual=_residual_payload(height=36 + bs.PAD_LATENTS + 1)), "residual of 16x53x44, larger"),
+        (h, _gop(0, residual=_residual_payload(height=289)), "residual of 16x289x44, larger"),
         (t2v, _gop(0, anchors=[], keyframe=False, codebook_m_tail=8, residual=None), "every T2V GOP is a keyframe"),
         (t2v, _gop(0, anchors=[], residual=None), "only I2V has a separate M_tail"),
         (t2v, _gop(0, anchors=[_anchor_payload()], codebook_m_tail=8, residual=None), "t2v allows none"),

@@ -15,7 +15,7 @@ from wan_tiny import build_tiny_wan  # noqa: E402
 
 from gvc.errors import ParameterError  # noqa: E402
 from gvc.priors.base import Conditioning, FlowPrior, LatentGeometry  # noqa: E402
-from gvc.priors.wan import TEXT_LEN, WanPrior  # noqa: E402
+from gvc.priors.wan import TEXT_LEN, WanPrior, _vae_cpu_convs  # noqa: E402
 
 H = W = 32  # frames: multiple of 16 (VAE stride 8 x patch 2); 32x32 -> 4x4 latents, 2x2 tokens per frame
 
@@ -147,9 +147,36 @@ def test_null_text_embedding(models):
     shape = prior.geometry.latent_shape(5, H, W)
     cond = prior.condition(Conditioning(prompt="ignored"), shape)
     pe = cond.extra["wan"]["prompt_embeds"]
-    assert pe.shape == (1, TEXT_LEN, prior.text_dim) and pe.abs().sum() == 0
-    u = prior.velocity(torch.randn(shape), 0.5, cond)
+    assert pe.shape == (1, 1, prior.text_dim) and pe.abs().sum() == 0  # one token: see null_text_embedding
+    x = torch.randn(shape)
+    u = prior.velocity(x, 0.5, cond)
     assert u.shape == shape and torch.isfinite(u).all()
+    # what the pipelines' 512 zero tokens give, up to the rounding of their 512-term attention sums
+    cond.extra["wan"]["prompt_embeds"] = torch.zeros(1, TEXT_LEN, prior.text_dim)
+    u512 = prior.velocity(x, 0.5, cond)
+    assert not torch.equal(u, u512)
+    torch.testing.assert_close(u, u512, rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_vae_convs_run_onednn_as_aten_does(t2v):
+    """On the CPU the VAE's Conv3d layers run oneDNN on channels-last weights (_vae_cpu_convs): the same
+    convolutions as ATen's own kernels up to rounding, and the same bits every time."""
+    convs = [m for m in t2v.vae.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert convs and all("_conv_forward" in m.__dict__ for m in convs)
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last_3d) for m in convs)
+    x = _frames(9)
+    z = t2v.encode(x)
+    y = t2v.decode(z)
+    _vae_cpu_convs(t2v.vae, False)
+    try:
+        assert not any("_conv_forward" in m.__dict__ for m in convs)
+        z_aten = t2v.encode(x)
+        y_aten = t2v.decode(z)
+    finally:
+        _vae_cpu_convs(t2v.vae, True)
+    torch.testing.assert_close(z, z_aten, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(y, y_aten, rtol=1e-4, atol=1e-5)
+    assert torch.equal(t2v.encode(x), z) and torch.equal(t2v.decode(z), y)
 
 
 def test_i2v_and_flf2v_conditioning(models):

@@ -110,11 +110,13 @@ class _NullWriter:
 
 
 class StageTimer:
-    """Wall seconds per stage (CUDA synchronised at both ends), by patching the functions that do each stage."""
+    """Wall seconds (CUDA synchronised at both ends) and process CPU seconds per stage, by patching the functions
+    that do each stage."""
 
     def __init__(self, device: torch.device):
         self.device = device
         self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu_seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
         self._patches: list[tuple[object, str, object]] = []
 
@@ -128,12 +130,13 @@ class StageTimer:
 
         def timed(*a, **k):
             timer._sync()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             try:
                 return fn(*a, **k)
             finally:
                 timer._sync()
                 timer.seconds[stage] += time.perf_counter() - t
+                timer.cpu_seconds[stage] += time.process_time() - c
                 timer.calls[stage] += 1
 
         self._patches.append((owner, attr, fn))
@@ -141,6 +144,7 @@ class StageTimer:
 
     def reset(self):
         self.seconds.clear()
+        self.cpu_seconds.clear()
         self.calls.clear()
 
     def restore(self):

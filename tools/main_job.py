@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CLIP = ROOT.parent / "shared" / "clips" / "vtest_768x576.mp4"
+DEFAULT_CLIP = Path(os.environ.get("GVC_CLIPS_DIR") or ROOT.parent / "shared" / "clips") / "vtest_768x576.mp4"  # as tools/rd.py
 
 
 def read_frames(path: str) -> list[np.ndarray]:
@@ -40,6 +40,8 @@ def main(argv=None) -> int:
     p.add_argument("--mode", default=default("mode"), choices=MODES)
     p.add_argument("--quality", type=int, default=default("quality"))
     p.add_argument("--prior", default=default("prior"))
+    p.add_argument("--stages", action="store_true",
+                   help="also report wall and CPU seconds per stage (VAE, transformer, codebook...) of encode and decode")
     p.add_argument("--keep", metavar="DIR", help="keep the files in DIR (default: a temporary folder, removed at the end)")
     a = p.parse_args(argv)
     if not os.path.exists(a.clip):
@@ -54,6 +56,7 @@ def main(argv=None) -> int:
 
 
 def run(a: argparse.Namespace, work: Path) -> int:
+    import torch
     from ffmpeg_bridge.ffmpeg import run_ffmpeg
     from ffmpeg_bridge.video_io import VideoReader, VideoWriter
     from gvc.config import CodecConfig, DecodeConfig
@@ -61,20 +64,27 @@ def run(a: argparse.Namespace, work: Path) -> int:
     from gvc.metrics import psnr
     from gvc.pipeline import decode_stream, encode_stream
 
+    timer = None
+    if a.stages:
+        from tools.bench_wan import StageTimer, _instrument
+
+        timer = StageTimer(torch.device("cpu"))
+        _instrument(timer)
     src, mkv, recon, dec = (str(work / n) for n in ("src.y4m", "out.mkv", "recon.y4m", "decoded.y4m"))
     run_ffmpeg(["-y", "-i", a.clip, "-frames:v", str(a.frames), "-vf", "scale=352:288:flags=bicubic",
                 "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", src])
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with VideoReader(src) as reader:
             i = reader.info
             with VideoWriter(recon, width=i.width, height=i.height, fps=i.fps) as recon_writer:
                 report = encode_stream(reader, mkv, CodecConfig(mode=a.mode, quality=a.quality, prior=a.prior),
                                        recon=recon_writer)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
+        encode_stages = stage_table(timer)
         decoded_report = decode_stream(mkv, lambda h: VideoWriter(dec, width=h.width, height=h.height, fps=h.fps),
                                        DecodeConfig())
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
     except GVCError as e:
         print(f"main_job: error: {e}", file=sys.stderr)
         return 1
@@ -89,9 +99,23 @@ def run(a: argparse.Namespace, work: Path) -> int:
         "psnr_decoded": float(np.mean([psnr(x, y) for x, y in zip(source, decoded)])),
         "decoder_matches_encoder": identical and not decoded_report.events,
         "encode_seconds": round(t1 - t0, 1), "decode_seconds": round(t2 - t1, 1),
+        # CPU seconds of this process (all its threads): on a shared machine steadier than the wall times
+        "encode_cpu_seconds": round(c1 - c0, 1), "decode_cpu_seconds": round(c2 - c1, 1),
+        "torch_threads": torch.get_num_threads(),
     }
+    if timer is not None:
+        result["stages"] = {"encode": encode_stages, "decode": stage_table(timer)}
     print(json.dumps(result, indent=2))
     return 0 if result["decoder_matches_encoder"] else 2
+
+
+def stage_table(timer) -> dict | None:
+    """{stage: [wall s, CPU s, calls]} since the last call (None without --stages)."""
+    if timer is None:
+        return None
+    table = {k: [round(v, 2), round(timer.cpu_seconds[k], 2), timer.calls[k]] for k, v in sorted(timer.seconds.items())}
+    timer.reset()
+    return table
 
 
 if __name__ == "__main__":

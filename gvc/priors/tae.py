@@ -25,7 +25,8 @@ import torch
 from gvc.errors import ParameterError
 from gvc.priors.base import Conditioning, pin_thread_dependent_convs
 from gvc.priors import taef2
-from gvc.priors.wan import CARD_FILE, TEXT_LEN, WanLatentGeometry, _first_line, _load_diffusers, hash_folder_files
+from gvc.priors.wan import (CARD_FILE, WanLatentGeometry, _first_line, _load_diffusers, hash_folder_files,
+                            null_text_embedding)
 
 _EXTRA_KEY = "tae"
 _CHUNK = 8  # frames per autoencoder call: bounds peak memory at large sizes
@@ -159,7 +160,7 @@ class TaeFlowPrior:
         else:
             y = torch.zeros(1 + c, f, h, w, device=self.device)
         cond.extra[_EXTRA_KEY] = {"latent_shape": (c, f, h, w), "y": y.to(self.device),
-                                  "text": torch.zeros(1, TEXT_LEN, self.text_dim, device=self.device)}
+                                  "text": null_text_embedding(self.text_dim, self.device)}
         return cond
 
     @torch.no_grad()
