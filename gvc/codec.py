@@ -2,7 +2,7 @@
 
 :class:`GopCodec` turns a GOP's source frames into a :class:`GopUnit` and keeps the reconstruction it
 implies; decoding replays the same sampler with the recorded noise and must output the encoder's
-reconstruction bit for bit on the same machine and device. Both directions share one per-GOP context.
+reconstruction bit for bit on the same machine and device, with any CPU thread count. Both directions share one per-GOP context.
 """
 
 from __future__ import annotations

@@ -92,6 +92,14 @@ class CodecConfig:
         if self.anchor_quality == LADDER:
             self.anchor_quality = chosen.anchor_quality
 
+    def levers(self) -> dict:
+        """The levers this encode uses, as --stats-json and the tools record them: M (None under rate control,
+        which picks it per GOP), the I2V residual step (None: no residual) and the anchor quality (None in
+        T2V, which has no anchors)."""
+        return {"m": None if self.target_kbps else self.quality,
+                "residual_step": self.residual_step if self.mode == "i2v" else None,
+                "anchor_quality": self.anchor_quality if self.mode != "t2v" else None}
+
     def validate(self) -> "CodecConfig":
         for f in fields(self):
             check(f.name, getattr(self, f.name))

@@ -29,8 +29,8 @@ def add_job_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="without torchrun: start N local ranks (CPU processes, or one per GPU with --device cuda)")
     g.add_argument("--threads", type=int, metavar="N",
-                   help="torch threads per rank (default: OMP_NUM_THREADS, else the cores / local ranks); on CPU the "
-                        "output is byte-identical to `gvc` run with the same thread count")
+                   help="torch threads per rank (default: OMP_NUM_THREADS, else the cores / local ranks); speed only: "
+                        "the output does not depend on it")
     g.add_argument("--segment-gops", type=int, default=1, metavar="N",
                    help="GOPs per segment, the unit of work, spill and resume (default 1; I2V: cut only at keyframes)")
     g.add_argument("--heartbeat-timeout", type=float, default=60.0, metavar="S",

@@ -110,6 +110,7 @@ class EncodeReport:
     track_bytes: int = 0  # audio/subtitle tracks copied beside the video (not counted in bytes, bpp, kbps)
     gops: list[GopRecord] = field(default_factory=list)
     rate_control: bool = False  # M and K chosen per GOP for --target-kbps (the header's M is only the first guess)
+    levers: dict = field(default_factory=dict)  # what the quality ladder (or explicit settings) chose: CodecConfig.levers
 
     def as_dict(self, path_bytes: int | None = None) -> dict:
         h = self.header
@@ -126,7 +127,7 @@ class EncodeReport:
             "frames": self.frames, "width": h.width, "height": h.height, "fps": float(h.fps),
             "bpp": bits / pixels, "kbps": bits / seconds_of_video / 1000 if seconds_of_video else 0.0,
             "track_bytes": self.track_bytes, "encode_seconds": round(self.seconds, 3),
-            "psnr": self.psnr_sum / max(self.frames, 1),
+            "psnr": self.psnr_sum / max(self.frames, 1), "levers": self.levers,
             "gops": [g.as_dict() for g in self.gops],
         }
 
@@ -175,7 +176,7 @@ def encode_stream(source, out, config: CodecConfig, *, on_gop: OnGop | None = No
                                   height=info.height, fps=info.fps, frame_count=info.frames, device=config.device)
     h = codec.header
     tag_values = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": settings_string(config, codec.prior.name)}
-    report = EncodeReport(h, rate_control=bool(config.target_kbps))
+    report = EncodeReport(h, rate_control=bool(config.target_kbps), levers=config.levers())
     frames_in = iter(source)
     carry: list[np.ndarray] = []
     t0 = time.perf_counter()

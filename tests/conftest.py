@@ -81,15 +81,3 @@ def small_clip_y4m(tmp_path, _small_clip_y4m_master) -> Path:
     out = tmp_path / _small_clip_y4m_master.name
     shutil.copyfile(_small_clip_y4m_master, out)
     return out
-
-
-@pytest.fixture
-def one_thread():
-    """CPU float reductions round differently with the thread count, so recorded frame MD5s are taken on one
-    thread (they were recorded with OMP_NUM_THREADS=1); CI's two cores would otherwise give other frames."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

@@ -412,7 +412,7 @@ def _encode(clip, tmp_path, mode, quality, name="s.gvc"):
 
 
 @pytest.mark.parametrize("mode,quality", sorted(V2_ERA_DECODES))
-def test_v3_decodes_to_the_same_frames_as_v2(clip, tmp_path, mode, quality, one_thread):
+def test_v3_decodes_to_the_same_frames_as_v2(clip, tmp_path, mode, quality):
     stream = _encode(clip("carphone_176x144.mp4"), tmp_path, mode, quality)
     out = tmp_path / "out.y4m"
     assert main(["decode", str(stream), "-o", str(out), "-q"]) == 0

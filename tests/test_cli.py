@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ffmpeg_bridge.video_io import VideoReader
+from gvc.ladder import levers
 
 GVC = [sys.executable, "-m", "gvc.cli"]
 PIPE = [sys.executable, "-m", "gvc.pipe_cli"]
@@ -46,6 +47,8 @@ def test_encode_decode_matches_recon(tmp_path, encoded):
     assert stats["bpp"] == pytest.approx(stats["bits"] / (176 * 144 * 8))
     assert stats["kbps"] == pytest.approx(stats["bits"] / (8 / (30000 / 1001)) / 1000)
     assert stats["frames"] == 8 and len(stats["gops"]) == 2
+    ladder = levers("i2v", 2)  # FAST's quality, default mode: the levers the ladder chose
+    assert stats["levers"] == {"m": 2, "residual_step": ladder.residual_step, "anchor_quality": ladder.anchor_quality}
 
 
 def test_ffmpeg_reports_the_stream(encoded, ffmpeg):

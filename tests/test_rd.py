@@ -261,6 +261,35 @@ def test_resumed_run_into_the_same_folder_keeps_every_earlier_stream(outside_cli
     assert not list((out / "work").rglob("decoded.y4m"))
 
 
+def test_pinned_levers_are_a_curve_of_their_own(outside_clip, tmp_path):
+    from gvc.ladder import levers
+
+    out = tmp_path / "out"
+    for pin in ([], ["--anchor-quality", "50", "--residual-step", "0"]):
+        run = run_rd(["--clips", str(outside_clip), "--out", str(out), "--qualities", "2", "--codecs", "none",
+                      "--no-plots", "-q", *pin], tmp_path)
+        assert run.returncode == 0, run.stderr
+    data = json.loads((out / "rd.json").read_text())
+    chosen = {rd.codec_label(p): p["levers"] for p in data["points"]}
+    ladder = levers("i2v", 2)
+    assert chosen == {"gvc-i2v (analytic-v1)": {"m": 2, "residual_step": ladder.residual_step,
+                                                "anchor_quality": ladder.anchor_quality},
+                      "gvc-i2v (analytic-v1, aq50-rs0)": {"m": 2, "residual_step": None, "anchor_quality": 50.0}}
+    (curves,) = data["curves"].values()
+    assert set(curves) == set(chosen) and len(list((out / "work").rglob("stream.gvc"))) == 2
+
+
+def test_a_changed_ladder_measures_its_points_again_and_replaces_them(outside_clip, tmp_path):
+    out = tmp_path / "out"
+    argv = ["--clips", str(outside_clip), "--out", str(out), "--qualities", "2", "--codecs", "none", "--no-plots", "-q"]
+    for pre in ("", "import gvc.ladder\ngvc.ladder.ANCHOR_AT_1 = 30.0"):
+        run = run_rd(argv, tmp_path, pre=pre)
+        assert run.returncode == 0, run.stderr
+    (point,) = json.loads((out / "rd.json").read_text())["points"]
+    assert point["levers"]["anchor_quality"] == 38.0  # 30 + 8 per doubling, from the second run
+    assert len(list((out / "work").rglob("stream.gvc"))) == 2  # the first run's stream is kept
+
+
 def test_missing_matplotlib_stops_before_the_sweep_with_one_line(outside_clip, tmp_path):
     hide = ("class Hide:\n"
             "    def find_spec(self, name, path=None, target=None):\n"

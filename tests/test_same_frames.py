@@ -44,7 +44,7 @@ class Collect:
 
 
 @pytest.mark.parametrize("case", list(BEFORE))
-def test_decoded_frames_are_those_of_before_the_redesign(tmp_path, clip, case, one_thread):
+def test_decoded_frames_are_those_of_before_the_redesign(tmp_path, clip, case):
     settings, n, md5, frames = BEFORE[case]
     out, got = tmp_path / "s.mkv", Collect()
     with VideoReader(clip("carphone_176x144.mp4"), max_frames=n) as reader:

@@ -7,8 +7,8 @@
 For each rank count N: wall time of ``gvc-dist encode`` and ``gvc-dist decode`` started with
 ``--nproc N`` (process start, prior load and collect included), rank 0's own timing split (setup,
 coding, collect, write) and whether the stream is byte-identical to the one-rank stream. On CPU every
-rank uses ``--threads`` torch threads (byte identity needs the same count), so N ranks want N·threads
-cores: past the machine's cores the line goes flat. ``--device cuda`` runs one rank per GPU on NCCL
+rank uses ``--threads`` torch threads (the bytes do not depend on it), so N ranks want N·threads cores:
+past the machine's cores the line goes flat. ``--device cuda`` runs one rank per GPU on NCCL
 (``--nprocs 1,<GPUs>``), for the multi-GPU run of issue 18; pass ``--prior PATH`` for a Wan folder.
 
 The paper estimate scales a measured per-GOP time (``--gop-seconds``; default: issue 15's ~28 s per

@@ -2,7 +2,8 @@
 
     python -m tools.rd [--quick] [--clips carphone_176x144.mp4,tree_320x240.mp4] [--frames 33]
                        [--size upto:352x288|native|WxH] [--modes t2v,i2v,flf2v] [--qualities 2,4,8,16,32,64]
-                       [--prior default] [--codecs x264,x265,vvc,av1] [--params x265=37,44,51 ...]
+                       [--prior default] [--anchor-quality AQ] [--residual-step STEP]
+                       [--codecs x264,x265,vvc,av1] [--params x265=37,44,51 ...]
                        [--no-vmaf] [--lpips-weights FILE.pt] [--out DIR] [--name rd] [--plots DIR]
                        [--report FILE.md] [--redo] [--quiet]
 
@@ -17,7 +18,9 @@ codec and the reference of every metric.
 
 * GVC: the library's ``gvc.pipeline`` encode and decode in process (what ``gvc encode``/``gvc decode`` run),
   with ``--mode``, ``--quality``, ``--prior``, ``--steps``; size = the elementary ``.gvc`` stream (sequence
-  header included).
+  header included). The levers follow the quality ladder (gvc/ladder.py) unless ``--anchor-quality`` or
+  ``--residual-step`` pin them (e.g. ``--anchor-quality 50 --residual-step 0.35``, the levers of before the
+  ladder); pinned points are curves of their own.
 * classical codecs, through the ffmpeg binary: x264 and x265 ``-preset veryslow`` with a CRF sweep reaching
   CRF 51 (their lowest rate), VVC ``libvvenc -preset slow -qpa 0`` with a QP sweep to 63, AV1
   ``libsvtav1 -preset 2`` with a CRF sweep to 63; default GOP structure; size = the elementary stream
@@ -33,8 +36,9 @@ average after each point, so that times from a shared machine can be judged.
 BD-rate and BD-metric of every codec against ``--anchor`` (default x265) over the overlapping range
 (tools/bd.py), printed with that range; figures resting on less than 20 % of a log-rate decade are flagged.
 
-Resuming: a point already in the JSON with the same clip, codec, parameters, frame count and size is
-skipped (``--redo`` measures everything again; points that failed are retried). Each point's stream lives in
+Resuming: a point already in the JSON with the same clip, codec, parameters, frame count, size and (GVC)
+levers is skipped; a GVC point whose quality now sets other levers (a changed ladder) is measured again and
+replaces the old one (``--redo`` measures everything again; points that failed are retried). Each point's stream lives in
 its own work folder named after that key, so a resumed run never overwrites an earlier point's stream;
 decoded y4m files are deleted once scored. Output: CompressAI-style curves ``{"name", "description",
 "results": {"bpp": [...], "psnr-rgb": [...], ...}}`` per sequence and codec, their means over sequences, the
@@ -183,10 +187,11 @@ def prepare_source(clip: Path, frames: int, size_spec: str, work: Path) -> Sourc
 
 # -- points ------------------------------------------------------------------------------------------------
 
-def point_key(p: dict) -> str:
-    """What identifies a point for resuming: clip, codec, parameters, frame count and size."""
-    fields = ("clip", "codec", "prior", "param", "value", "preset", "steps", "frames", "size", "codebook_span")
-    return json.dumps({k: p.get(k) for k in fields}, sort_keys=True)
+def point_key(p: dict, levers: bool = True) -> str:
+    """What identifies a point for resuming: clip, codec, parameters, frame count and size, and the levers a GVC
+    quality value sets (a changed ladder measures the point again; ``levers=False``: the point it replaces)."""
+    fields = ("clip", "codec", "prior", "param", "value", "preset", "steps", "frames", "size", "codebook_span", "pinned")
+    return json.dumps({k: p.get(k) for k in fields + (("levers",) if levers else ())}, sort_keys=True)
 
 
 def planned_points(sources: list[Source], args, prior_ids: dict[str, str]) -> list[dict]:
@@ -196,9 +201,11 @@ def planned_points(sources: list[Source], args, prior_ids: dict[str, str]) -> li
         for prior in args.priors:
             for mode in args.modes:
                 for q in args.qualities:
-                    points.append({**base, "codec": f"gvc-{mode}", "mode": mode, "prior": prior_ids[prior],
-                                   "prior_arg": prior, "param": "quality", "value": q, "steps": args.steps,
-                                   **({"codebook_span": args.codebook_span} if args.codebook_span is not None else {})})
+                    point = {**base, "codec": f"gvc-{mode}", "mode": mode, "prior": prior_ids[prior],
+                             "prior_arg": prior, "param": "quality", "value": q, "steps": args.steps,
+                             **({"codebook_span": args.codebook_span} if args.codebook_span is not None else {}),
+                             **({"pinned": pinned_levers(args, mode)} if pinned_levers(args, mode) else {})}
+                    points.append({**point, "levers": gvc_config(point, args.device).levers()})
         for name in args.codecs:
             c = CLASSICAL[name]
             for v in args.params[name]:
@@ -206,10 +213,22 @@ def planned_points(sources: list[Source], args, prior_ids: dict[str, str]) -> li
     return points
 
 
+def pinned_levers(args, mode: str) -> dict:
+    """The levers ``--anchor-quality``/``--residual-step`` pin instead of the quality ladder's, in the modes that
+    have them (a residual step of 0 = no residual): a comparison with fixed levers (e.g. those of before the
+    ladder) is a curve of its own."""
+    pinned = {}
+    if args.anchor_quality is not None and mode != "t2v":
+        pinned["anchor_quality"] = args.anchor_quality
+    if args.residual_step is not None and mode == "i2v":
+        pinned["residual_step"] = args.residual_step
+    return pinned
+
+
 def point_folder(p: dict) -> str:
     """The work folder of a point, unique per point key: readable name plus a hash of the whole key."""
     name = "-".join(str(v) for v in (p["codec"], (p.get("prior") or "").split(":")[0], f"{p['param']}{p['value']}",
-                                     f"s{p['steps']}" if "steps" in p else None) if v)
+                                     f"s{p['steps']}" if "steps" in p else None, pinned_label(p)) if v)
     digest = hashlib.sha256(point_key(p).encode()).hexdigest()[:10]
     return f"{sequence_of(p)}/{re.sub(r'[^A-Za-z0-9_.@+-]', '_', name)}-{digest}"
 
@@ -237,8 +256,11 @@ class Stopwatch:
 def gvc_config(point: dict, device: str):
     from gvc.config import CodecConfig
 
+    pinned = dict(point.get("pinned", {}))
+    if "residual_step" in pinned:
+        pinned["residual_step"] = pinned["residual_step"] or None  # 0 = no residual, as on the command line
     return CodecConfig(mode=point["mode"], quality=point["value"], steps=point["steps"], prior=point["prior_arg"],
-                       device=device, codebook_span=point.get("codebook_span")).validate()
+                       device=device, codebook_span=point.get("codebook_span"), **pinned).validate()
 
 
 def encode_gvc(src: Source, point: dict, work: Path, device: str, clock: Stopwatch) -> tuple[Path, int, dict]:
@@ -260,8 +282,7 @@ def encode_gvc(src: Source, point: dict, work: Path, device: str, clock: Stopwat
     if result.damage:
         raise GVCError(f"decoding the stream: {result.damage[0]}")
     stats = report.as_dict(stream.stat().st_size)
-    extra = {"levers": {"m": config.quality, "residual_step": config.residual_step if config.mode == "i2v" else None,
-                        "anchor_quality": config.anchor_quality if config.mode != "t2v" else None},
+    extra = {"levers": stats["levers"],
              "gops": [{k: v for k, v in g.items() if k != "psnr"} for g in stats["gops"]]}
     if result.events:
         extra["decoder_problems"] = [str(e) for e in result.events]
@@ -316,14 +337,25 @@ def measure_point(src: Source, point: dict, work: Path, *, device: str, vmaf: bo
 
 # -- curves, means, BD -------------------------------------------------------------------------------------
 
+def pinned_label(p: dict) -> str | None:
+    """'aq50-rs0.35' for a point whose levers were pinned (None for the ladder's)."""
+    short = {"anchor_quality": "aq", "residual_step": "rs"}
+    return "-".join(f"{short[k]}{v:g}" for k, v in sorted(p.get("pinned", {}).items())) or None
+
+
 def codec_label(p: dict) -> str:
-    """Curve name: the codec, and for GVC the prior's name (its weights hash stays in the point's key)."""
-    return f"{p['codec']} ({p['prior'].split(':')[0]})" if p["codec"].startswith("gvc-") else p["codec"]
+    """Curve name: the codec, and for GVC the prior's name (its weights hash stays in the point's key) and any
+    pinned levers."""
+    if not p["codec"].startswith("gvc-"):
+        return p["codec"]
+    pinned = pinned_label(p)
+    return f"{p['codec']} ({p['prior'].split(':')[0]}{', ' + pinned if pinned else ''})"
 
 
 def codec_description(p: dict) -> str:
     if p["codec"].startswith("gvc-"):
-        return f"GVC {p['mode'].upper()}, prior {p['prior']}, {p['steps']} steps, --quality sweep"
+        pinned = "".join(f", {k.replace('_', ' ')} pinned at {v:g}" for k, v in sorted(p.get("pinned", {}).items()))
+        return f"GVC {p['mode'].upper()}, prior {p['prior']}, {p['steps']} steps, --quality sweep{pinned}"
     return CLASSICAL[p["codec"]].description
 
 
@@ -581,6 +613,10 @@ def parse_args(argv):
     p.add_argument("--steps", type=int, default=20, help="GVC sampling steps (default 20, the CLI's)")
     p.add_argument("--device", default="cpu", help="device GVC runs on (cpu or cuda)")
     p.add_argument("--codebook-span", type=int, help="GVC latent frames per codebook set (default: the prior's)")
+    p.add_argument("--anchor-quality", type=float, metavar="AQ",
+                   help="pin GVC's anchor quality (I2V, FLF2V) instead of the quality ladder's (gvc/ladder.py)")
+    p.add_argument("--residual-step", type=float, metavar="STEP",
+                   help="pin GVC's I2V residual step instead of the ladder's; 0 = no residual")
     p.add_argument("--codecs", default="x264,x265,vvc,av1", help="classical codecs, comma list; 'none' for none")
     p.add_argument("--params", action="append", default=[], metavar="CODEC=V,V,...",
                    help="CRF/QP values of one codec (repeatable), e.g. x265=32,37,42")
@@ -703,7 +739,7 @@ def measure_missing(a, argv, data: dict, done: dict, clips: list[Path], work: Pa
             result = measure_point(by_clip[point["clip"]], point, work / point_folder(point), device=a.device,
                                    vmaf=a.vmaf, lpips=lpips)
             done[point_key(result)] = result
-            data["points"] = [p for p in data["points"] if point_key(p) != point_key(result)] + [result]
+            data["points"] = [p for p in data["points"] if point_key(p, False) != point_key(result, False)] + [result]
             save_results(a.json, data)
             bar.update(1)
             if not a.quiet:

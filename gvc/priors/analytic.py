@@ -23,7 +23,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .base import Conditioning, LatentGeometry
+from .base import Conditioning, LatentGeometry, one_thread
 
 BLOCK = 8
 Y_COEFFS = 10
@@ -92,6 +92,15 @@ class AnalyticPrior:
 
     # -- autoencoder -------------------------------------------------------------------------------
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        # one thread: MKL's batched GEMM of the einsums below rounds differently on 1 and 2 threads
+        with one_thread():
+            return self._encode(frames)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        with one_thread():
+            return self._decode(latents)
+
+    def _encode(self, frames: torch.Tensor) -> torch.Tensor:
         f, _, h, w = frames.shape
         ycc = torch.einsum("ij,fjhw->fihw", self._rgb2ycc, frames.to(self.device, torch.float32))
         blocks = F.unfold(ycc.reshape(f * 3, 1, h, w), BLOCK, stride=BLOCK)  # [f*3, 64, L]
@@ -103,7 +112,7 @@ class AnalyticPrior:
         coef = (coef - self._mean[None, :, None]) / self._std[None, :, None]
         return coef.reshape(f, -1, h // BLOCK, w // BLOCK).permute(1, 0, 2, 3).contiguous()
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
         c, f, hl, wl = latents.shape
         coef = latents.permute(1, 0, 2, 3).reshape(f, c, hl * wl)
         coef = coef * self._std[None, :, None] + self._mean[None, :, None]

@@ -10,6 +10,7 @@ multiples of ``geometry.spatial_stride`` (the codec pads). Latents are ``[C, F_l
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -23,6 +24,68 @@ _TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.fl
 
 def torch_dtype(name: str) -> torch.dtype:
     return _TORCH_DTYPES[name]
+
+
+# -- thread-count independence (docs/models.md, "Thread count") ----------------------------------------------
+# The decoder must output the encoder's frames whatever torch.get_num_threads() is on either side. Most CPU
+# kernels split work over outputs, not over a sum, so their results do not depend on the thread count; the
+# ones that do are run on one thread below (found op by op with every aten op of a decode run on 1 and 2
+# threads: tests/test_threads.py).
+
+
+@contextmanager
+def one_thread():
+    """Run the block on one intra-op thread, restoring the caller's count after."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def thread_dependent_conv(m: torch.nn.Module) -> bool:
+    """Whether PyTorch picks the CPU backend of convolution `m` by the thread count.
+
+    A non-transposed convolution whose kernel ends in 1×1, with stride 1 and no dilation, runs on PyTorch's own
+    GEMM path on one thread and on oneDNN on more (aten/src/ATen/native/ConvUtils.h, ``use_mkldnn``: "for 1x1
+    filters, MKLDNN is faster than THNN when multi-threaded"), once the input is larger than 20480 values over
+    its first four dimensions; the two round differently.
+    """
+    return (isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d)) and not m.transposed
+            and tuple(m.kernel_size[-2:]) == (1, 1) and all(s == 1 for s in m.stride)
+            and all(d == 1 for d in m.dilation))
+
+
+def pin_thread_dependent_convs(*models: torch.nn.Module) -> int:
+    """Make every :func:`thread_dependent_conv` of `models` run on one thread on the CPU, so always on the
+    one-thread path (the output a one-thread run gave before). Forward hooks, so copies and state dicts are
+    unchanged; idempotent. Returns how many convolutions are pinned."""
+    count = 0
+    for model in models:
+        for m in model.modules():
+            if thread_dependent_conv(m):
+                if not getattr(m, "_gvc_pinned", False):
+                    m.register_forward_pre_hook(_pin)
+                    m.register_forward_hook(_unpin, always_call=True)
+                    m._gvc_pinned = True
+                count += 1
+    return count
+
+
+def _pin(module, args) -> None:
+    if args and args[0].device.type == "cpu" and torch.get_num_threads() > 1:
+        module._gvc_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+
+def _unpin(module, args, output) -> None:
+    n = module.__dict__.pop("_gvc_threads", None)
+    if n is not None:
+        torch.set_num_threads(n)
 
 
 def resolve_compute_dtype(name: str | None, device) -> str:

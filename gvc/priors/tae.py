@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from gvc.errors import ParameterError
-from gvc.priors.base import Conditioning
+from gvc.priors.base import Conditioning, pin_thread_dependent_convs
 from gvc.priors import taef2
 from gvc.priors.wan import (CARD_FILE, WanLatentGeometry, _first_line, _load_diffusers, hash_folder_files,
                             null_text_embedding)
@@ -58,6 +58,7 @@ class TaeFlowPrior:
         self.root = Path(root)
         self.card = dict(card)
         self.enc, self.dec, self.transformer = encoder.eval(), decoder.eval(), transformer.eval()
+        pin_thread_dependent_convs(self.enc, self.dec, self.transformer)  # TAEF2's pointwise convs: thread-count free
         tcfg = transformer.config
         self.z_dim = taef2.LATENT_CHANNELS
         self.patch = tuple(int(p) for p in tcfg.patch_size)

@@ -47,7 +47,8 @@ import torch
 
 from gvc.errors import ParameterError
 from gvc.kernels import rope_triton
-from gvc.priors.base import COMPUTE_DTYPES, Conditioning, LatentGeometry, check_compute_dtype, torch_dtype
+from gvc.priors.base import (COMPUTE_DTYPES, Conditioning, LatentGeometry, check_compute_dtype,
+                             pin_thread_dependent_convs, torch_dtype)
 from gvc.priors.hashcache import cached_sha256
 
 CARD_FILE = "gvc_prior.json"  # optional GVC model card: {"name": ..., "conditioning": ["none", "first", ...]}
@@ -184,6 +185,9 @@ class WanPrior:
             raise ParameterError(f"{self.root / 'image_encoder'}: missing (the transformer needs CLIP image features)")
         if not self.uses_clip:  # an image encoder the transformer cannot take is not used (nor hashed)
             self.image_encoder = self.image_processor = None
+        # the VAE's pointwise convolutions would otherwise round differently on 1 and on more CPU threads
+        pin_thread_dependent_convs(*(m for m in (self.transformer, self.vae, self.text_encoder, self.image_encoder)
+                                     if m is not None))
 
         self.geometry = WanLatentGeometry(
             channels=self.z_dim,
