@@ -12,12 +12,12 @@ stream and none of them loses quality:
   bytes from 500 B to 4 KB at CIF: ``benchmarks/anchor_codecs.json``) rises by ANCHOR_PER_OCTAVE points per
   doubling of the knob. The anchor was 50-90 % of an I2V/FLF2V stream at the old fixed quality 50 and is the
   cheapest dB at low rates (measured with ``python -m tools.ladder``), so the low rungs use cheap anchors.
-* **residual step** (I2V only: the quantiser of the last latent frame's residual) is off below
-  RESIDUAL_FROM and then halves every RESIDUAL_OCTAVES doublings of the knob. Measured at 176x144 on bikes
-  and vtest (default prior), the residual bought 0.05-0.17 dB per KB at qualities 1, 2 and 8, in one GOP
-  and over a chain of three, while a higher M bought about 0.6 dB per KB there: at quality 1 it was half of
-  the stream (bikes: 577 B with it, 286 B without, for 0.2 dB). From 16 up, where M's dB per KB falls to
-  about 0.1, the residual pays about as well as M.
+* **residual step** (I2V only: the quantiser of the last latent frame's residual) halves every
+  RESIDUAL_OCTAVES doublings of the knob: coarse at low rungs, where the residual of a poorer sample is
+  largest and would otherwise cost more than the atoms saved, fine at high ones. Its worth depends on the
+  prior: with the default prior at 176x144 it bought only 0.05-0.17 dB per KB at qualities 1-8 (bikes and
+  vtest, one GOP and a chain of three; M about 0.6), while with gvc-tae-small-v2 it is worth 1.45 dB at
+  quality 8 on carphone. A per-prior or per-GOP choice is left open (issue 20).
 
 Between the powers of two the levers are interpolated (linearly in log2 quality), so every quality value
 1..256 has its levers and they are non-decreasing in quality. tests/test_ladder.py checks the rule on three
@@ -38,9 +38,7 @@ from dataclasses import dataclass
 ANCHOR_AT_1 = 10.0
 ANCHOR_PER_OCTAVE = 8.0
 ANCHOR_MAX = 90.0
-# I2V residual: none below quality RESIDUAL_FROM; from there its step is RESIDUAL_AT_1 scaled down by half every
-# RESIDUAL_OCTAVES doublings of the knob (0.5 at 16, 0.35 at 32).
-RESIDUAL_FROM = 16
+# I2V residual step at quality 1, and how many doublings of the knob halve it.
 RESIDUAL_AT_1 = 2.0
 RESIDUAL_OCTAVES = 2.0
 RESIDUAL_MIN = 0.1
@@ -63,10 +61,7 @@ def anchor_quality(quality: int) -> float:
     return round(min(ANCHOR_MAX, ANCHOR_AT_1 + ANCHOR_PER_OCTAVE * math.log2(quality)), 2)
 
 
-def residual_step(quality: int) -> float | None:
-    """The I2V residual step at ``quality`` (None: no residual)."""
-    if quality < RESIDUAL_FROM:
-        return None
+def residual_step(quality: int) -> float:
     return round(max(RESIDUAL_MIN, RESIDUAL_AT_1 * 2.0 ** (-math.log2(quality) / RESIDUAL_OCTAVES)), 4)
 
 
