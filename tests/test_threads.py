@@ -15,8 +15,8 @@ from gvc.pipeline import decode_stream, encode_stream
 from gvc.priors import AnalyticPrior
 from gvc.priors.base import one_thread, pin_thread_dependent_convs
 
-# 176x144 is the smallest clip size at which the default prior's VAE attention convolutions take the
-# thread-dependent path (more than 20480 input values); 5 frames, 2 steps keep a decode near a second.
+# At 176x144 the default prior's VAE attention convolutions take the thread-dependent path (more than 20480
+# input values; at 64x48 they do not); 5 frames and 2 steps keep a decode near a second.
 FAST = dict(quality=2, gop_length=5, steps=2, ode_tail=1)
 
 
