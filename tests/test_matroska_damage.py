@@ -17,6 +17,7 @@ from container.ebml import encode_id, master, string
 from container.matroska import MatroskaReader, MatroskaWriter, MkvPacket, parse_frame_rate
 from gvc.errors import BitstreamError
 from test_matroska import NonSeekable  # a write-only sink that refuses to seek, like a pipe
+from tests.frame_sink import FrameSink
 
 SEQ_HEADER = bytes(range(256))[:173]
 FIVE_MILLION_VOIDS = b"\xec\x80" * 5_000_000  # 10 MB of empty Void elements
@@ -250,21 +251,11 @@ def test_interrupted_writer_leaves_a_readable_live_layout():
 FAST = ["--quality", "2", "--gop-length", "5", "--steps", "4", "--ode-tail", "1", "--prior", "analytic", "-q"]
 
 
-class Frames:
-    def __init__(self):
-        self.frames = []
-
-    def write(self, frame):
-        self.frames.append(frame)
-
-    def close(self):
-        pass
-
 
 def decode(path):
     from gvc.pipeline import decode_stream
 
-    out = Frames()
+    out = FrameSink()
     report = decode_stream(str(path), lambda h: out)
     return out.frames, report.as_dict()
 

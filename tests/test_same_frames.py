@@ -15,6 +15,7 @@ import pytest
 from ffmpeg_bridge.video_io import VideoReader
 from gvc.config import CodecConfig, DecodeConfig
 from gvc.pipeline import decode_stream, encode_stream
+from tests.frame_sink import FrameSink
 
 FAST = dict(quality=2, gop_length=5, steps=4, ode_tail=1, prior="analytic")  # tests/test_cli.py's FAST settings
 # The levers as they were before issue 20's quality ladder made them follow the knob: the settings stay the same.
@@ -32,21 +33,11 @@ BEFORE = {  # case -> (config, frames read, MD5 of the decoded frames, frames de
 }
 
 
-class Collect:
-    def __init__(self):
-        self.frames = []
-
-    def write(self, frame):
-        self.frames.append(frame)
-
-    def close(self):
-        pass
-
 
 @pytest.mark.parametrize("case", list(BEFORE))
 def test_decoded_frames_are_those_of_before_the_redesign(tmp_path, clip, case):
     settings, n, md5, frames = BEFORE[case]
-    out, got = tmp_path / "s.mkv", Collect()
+    out, got = tmp_path / "s.mkv", FrameSink()
     with VideoReader(clip("carphone_176x144.mp4"), max_frames=n) as reader:
         encode_stream(reader, out, CodecConfig(**{**FAST, **BEFORE_LEVERS, **settings}))
     report = decode_stream(out, lambda header: got, DecodeConfig())

@@ -16,20 +16,11 @@ from gvc.config import CodecConfig, DecodeConfig
 from gvc.errors import ParameterError
 from gvc.pipeline import decode_stream, encode_stream
 from gvc.seek import SeekRequest, frame_range, parse_time
+from tests.frame_sink import FrameSink
 
 FRAMES = 17  # GOP length 5: T2V GOPs output [0,5) [5,10) [10,15) [15,17); I2V/FLF2V [0,5) [5,9) [9,13) [13,17)
 TINY = dict(quality=2, gop_length=5, steps=4, ode_tail=1)
 
-
-class Frames:
-    def __init__(self):
-        self.frames = []
-
-    def write(self, f):
-        self.frames.append(f)
-
-    def close(self):
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +63,7 @@ def decode(path, seek=None, monkeypatch=None):
                             or real_decode(self, unit, *a, **kw))
         monkeypatch.setattr(GopCodec, "skip", lambda self, unit, *a, **kw: roles.setdefault("reference", []).append(
             unit.gop_index) or real_skip(self, unit, *a, **kw))
-    sink = Frames()
+    sink = FrameSink()
     report = decode_stream(str(path), lambda h: sink, DecodeConfig(prior="analytic"), seek=seek,
                            on_gop=lambda record: roles.setdefault("output", []).append(record.gop))
     assert report.events == []
@@ -129,7 +120,7 @@ def test_damaged_gop_harm_ends_at_the_next_keyframe(tmp_path, streams):
     data[gop1.offset + 30] ^= 0xFF
     bad = tmp_path / "bad.gvc"
     bad.write_bytes(bytes(data))
-    sink = Frames()
+    sink = FrameSink()
     problems = decode_stream(str(bad), lambda h: sink, DecodeConfig(prior="analytic")).as_dict()["problems"]
     assert any("GOP 1" in p or "after GOP 0" in p for p in problems)
     assert not any("hash mismatch" in p for p in problems)  # GOPs 2, 3 decode as encoded

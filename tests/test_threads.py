@@ -14,6 +14,7 @@ from gvc.config import CodecConfig, DecodeConfig
 from gvc.pipeline import decode_stream, encode_stream
 from gvc.priors import AnalyticPrior
 from gvc.priors.base import one_thread, pin_thread_dependent_convs
+from tests.frame_sink import FrameSink
 
 # At 176x144 the default prior's VAE attention convolutions take the thread-dependent path (more than 20480
 # input values; at 64x48 they do not); 5 frames and 2 steps keep a decode near a second.
@@ -28,16 +29,6 @@ def threads():
     torch.set_num_threads(n)
 
 
-class Collect:
-    def __init__(self):
-        self.frames = []
-
-    def write(self, frame):
-        self.frames.append(frame)
-
-    def close(self):
-        pass
-
 
 @pytest.mark.parametrize("mode", ["t2v", "i2v", "flf2v"])
 def test_a_stream_decodes_to_the_same_frames_on_one_and_two_threads(tmp_path, clip, threads, mode):
@@ -48,7 +39,7 @@ def test_a_stream_decodes_to_the_same_frames_on_one_and_two_threads(tmp_path, cl
     decoded = {}
     for n in (1, 2):
         threads(n)
-        got = Collect()
+        got = FrameSink()
         report = decode_stream(stream, lambda header: got, DecodeConfig())
         assert report.events == []  # the encoder's frame hash holds on this thread count
         decoded[n] = got.frames
