@@ -520,13 +520,12 @@ def _cast_model(model, dtype: torch.dtype, device=None) -> None:
     device = torch.device(device) if device is not None else None
     if device is not None and device.type == "cpu":
         model.to(device)
-    keep = getattr(model, "_keep_in_fp32_modules", None) or []
     persistent = set(model.state_dict().keys())
     params = dict(model.named_parameters())
     for name, t in list(params.items()) + list(model.named_buffers()):
         if not t.is_floating_point() or (name not in params and name not in persistent):
             continue
-        target = torch.float32 if any(k in name.split(".") for k in keep) else dtype
+        target = _run_dtype(model, name, t, dtype)
         if t.dtype != target:
             t.data = t.data.to(target)
     if device is not None and device.type != "cpu":
@@ -612,15 +611,20 @@ def _load_diffusers(cls, path: Path, dtype: torch.dtype, device: torch.device | 
 def _empty_weights(model, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
     """Give every parameter and persistent buffer an empty tensor on ``device`` in the dtype it runs in (as
     :func:`_cast_model` would cast it); returns them by state-dict name."""
-    keep = getattr(model, "_keep_in_fp32_modules", None) or []
     out = {}
     for name, t in model.state_dict(keep_vars=True).items():
-        target = t.dtype
-        if t.is_floating_point():
-            target = torch.float32 if any(k in name.split(".") for k in keep) else dtype
-        t.data = torch.empty(t.shape, dtype=target, device=device)
+        t.data = torch.empty(t.shape, dtype=_run_dtype(model, name, t, dtype), device=device)
         out[name] = t
     return out
+
+
+def _run_dtype(model, name: str, t: torch.Tensor, dtype: torch.dtype) -> torch.dtype:
+    """The dtype weight ``name`` runs in: ``dtype`` for floating-point weights, except those of diffusers'
+    ``_keep_in_fp32_modules``, which stay float32; other weights keep theirs."""
+    if not t.is_floating_point():
+        return t.dtype
+    keep = getattr(model, "_keep_in_fp32_modules", None) or []
+    return torch.float32 if any(k in name.split(".") for k in keep) else dtype
 
 
 def _fill(weights: dict[str, torch.Tensor], names: dict[str, str], sf, device: torch.device) -> None:
