@@ -40,8 +40,9 @@ import numpy as np
 
 from gvc.anchors import ANCHOR_CODECS, DEFAULT_ANCHOR_CODEC, decode_anchor, encode_anchor, fit_anchor
 from gvc.errors import ParameterError
+from tools import CLIPS_DIR
 
-CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "clips"
+CLIPS = CLIPS_DIR
 BYTE_TARGETS = (500, 1000, 2000, 4000)
 LOSSY = ("av1-intra", "hevc-intra", "webp", "jpeg")
 CIF = (352, 288)

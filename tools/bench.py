@@ -36,9 +36,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tools import CLIPS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CLIP = ROOT.parent / "shared" / "clips" / "carphone_176x144.mp4"
+DEFAULT_CLIP = CLIPS_DIR / "carphone_176x144.mp4"
 
 
 def load_frames(clip: str, n: int, size: tuple[int, int], *, crop: bool = False

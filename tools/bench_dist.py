@@ -34,9 +34,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from tools import CLIPS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIPS = Path(os.environ.get("GVC_CLIPS_DIR") or ROOT.parent / "shared" / "clips")
+CLIPS = CLIPS_DIR
 DEFAULT_CLIP = CLIPS / "carphone_176x144.mp4"
 FILM_SECONDS, FILM_FPS, FILM_GOP = 2 * 3600, 24, 33
 ISSUE15_GOP_SECONDS = 28.0  # one 33-frame 720p GOP, Wan-1.3B-sized model, one H200 (issue 15)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tools import CLIPS_DIR
 
 
 def _frames(path: Path, n: int, w: int, h: int) -> list[np.ndarray]:
@@ -50,7 +51,7 @@ def _vmaf(reference, distorted, fps) -> float:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--clips-dir", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "clips"))
+    p.add_argument("--clips-dir", default=str(CLIPS_DIR))
     p.add_argument("--clips", default="carphone_176x144.mp4,tree_320x240.mp4,bikes_640x272.mp4")
     p.add_argument("--size", default="176x144")
     p.add_argument("--frames", type=int, default=17)

@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tools import CLIPS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CLIP = Path(os.environ.get("GVC_CLIPS_DIR") or ROOT.parent / "shared" / "clips") / "vtest_768x576.mp4"  # as tools/rd.py
+DEFAULT_CLIP = CLIPS_DIR / "vtest_768x576.mp4"
 
 
 def read_frames(path: str) -> list[np.ndarray]:

@@ -14,10 +14,10 @@ import os
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
+from tools import CLIPS_DIR
 
 PACKAGES = ("gvc", "container", "ffmpeg_bridge")
-DEFAULT_CLIP = Path(__file__).resolve().parents[1].parent / "shared" / "clips" / "carphone_176x144.mp4"
+DEFAULT_CLIP = CLIPS_DIR / "carphone_176x144.mp4"
 FAST = ["--quality", "2", "--gop-length", "5", "--steps", "4", "--ode-tail", "1", "--prior", "analytic", "-q"]
 
 

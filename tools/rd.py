@@ -61,9 +61,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from tools import CLIPS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIPS_DIR = Path(os.environ.get("GVC_CLIPS_DIR") or ROOT.parent / "shared" / "clips")  # as tests/conftest.py
 METRICS = ("psnr-y", "psnr-rgb", "ms-ssim", "vmaf", "lpips")
 METRIC_LABELS = {"psnr-y": "PSNR-Y (dB)", "psnr-rgb": "PSNR-RGB (dB)", "ms-ssim": "MS-SSIM (RGB)",
                  "vmaf": "VMAF", "lpips": "LPIPS (lower is better)"}
