@@ -1,4 +1,4 @@
-"""GVC bitstream v3: the one place where the syntax lives; encoder and decoder both use it.
+"""GVC bitstream v4: the one place where the syntax lives; encoder and decoder both use it.
 
 A stream is a sequence of *units* (compare NAL units): a sequence header first, then one GOP unit per
 GOP. Every unit is framed the same way so a reader can skip a damaged unit and resynchronise:
@@ -32,7 +32,9 @@ from construct import this
 
 from gvc.errors import BitstreamError
 
-VERSION = 3
+VERSION = 4
+#: versions this decoder reads: v3 is v4 without ``autoencoder_dtype`` (its streams decoded with an fp32 autoencoder)
+READ_VERSIONS = (3, 4)
 SYNC = b"GVCU"
 UNIT_PREFIX_MAX_BYTES = 9  # sync + type + a VarInt length of at most 4 bytes (MAX_UNIT_BYTES < 2^28)
 CRC_BYTES = 4
@@ -150,6 +152,7 @@ SequenceHeaderSyntax = cs.Struct(
     "shift" / cs.Float32b,
     "seed" / cs.Int32ub,
     "compute_dtype" / DefinedEnum(cs.Int8ub, **COMPUTE_DTYPES),  # §Sequence header: arithmetic to replay
+    "autoencoder_dtype" / cs.If(this.version >= 4, DefinedEnum(cs.Int8ub, **COMPUTE_DTYPES)),  # §Sequence header (v4)
     "codebook_family" / DefinedEnum(cs.Int8ub, **CODEBOOK_FAMILIES),  # §Codebook
     "codebook_k" / cs.VarInt,                               # §Sequence header: codebook defaults
     "codebook_m" / cs.VarInt,
@@ -254,7 +257,8 @@ def parse_syntax(syntax: cs.Construct, data: bytes, what: str, **params):
 
 def _unsupported_version(version: int) -> str:
     why = "re-encode the source with this GVC" if version < VERSION else "a newer GVC wrote it"
-    return f"bitstream version {version} is not supported: this decoder reads version {VERSION} only ({why})"
+    readable = " and ".join(map(str, READ_VERSIONS))
+    return f"bitstream version {version} is not supported: this decoder reads versions {readable} ({why})"
 
 
 @dataclass
@@ -287,15 +291,18 @@ class SequenceHeader:
     entropy_coder: str = "ans-laplace"
     profile: int = 0
     compute_dtype: str = "fp32"  # transformer arithmetic the encoder used; the decoder replays it
+    autoencoder_dtype: str = "fp32"  # the autoencoder's (VAE encode of anchors, VAE decode); v3 streams: fp32
     codebook_family: str = "gaussian"
     version: int = VERSION
 
     def validate(self) -> "SequenceHeader":
-        _check(self.version == VERSION, _unsupported_version(self.version))
+        _check(self.version in READ_VERSIONS, _unsupported_version(self.version))
         for name, values in (("mode", MODES), ("pixel_format", PIXEL_FORMATS), ("color_range", COLOR_RANGES),
                              ("index_coding", INDEX_CODINGS), ("entropy_coder", ENTROPY_CODERS),
-                             ("compute_dtype", COMPUTE_DTYPES), ("codebook_family", CODEBOOK_FAMILIES)):
+                             ("compute_dtype", COMPUTE_DTYPES), ("autoencoder_dtype", COMPUTE_DTYPES),
+                             ("codebook_family", CODEBOOK_FAMILIES)):
             _check(getattr(self, name) in values, f"unknown {name} {getattr(self, name)!r} (defined: {', '.join(values)})")
+        _check(self.version >= 4 or self.autoencoder_dtype == "fp32", "a version 3 header cannot record autoencoder_dtype")
         _check(0 <= self.profile <= 255, f"profile {self.profile} outside 0..255")
         _check(0 <= self.codebook_span <= MAX_GOP_LENGTH, f"codebook span {self.codebook_span} outside 0..{MAX_GOP_LENGTH}")
         _check(16 <= self.width <= MAX_DIMENSION and 16 <= self.height <= MAX_DIMENSION,
@@ -333,8 +340,10 @@ class SequenceHeader:
     @classmethod
     def from_payload(cls, payload: bytes) -> "SequenceHeader":
         _check(len(payload) > 0, "empty sequence header")
-        _check(payload[0] == VERSION, _unsupported_version(payload[0]))
+        _check(payload[0] in READ_VERSIONS, _unsupported_version(payload[0]))
         c = parse_syntax(SequenceHeaderSyntax, payload, "sequence header")
+        if c.autoencoder_dtype is None:  # v3: the field did not exist, autoencoders ran in fp32
+            c.autoencoder_dtype = "fp32"
         _check(c.fps_den > 0, "frame rate denominator is zero")
         _check(c.fps_num <= 1 << 32 and c.fps_den <= 1 << 32, "frame rate terms larger than 2^32")
         kw = {f.name: c[f.name] for f in fields(cls) if f.name != "fps"}
@@ -495,7 +504,7 @@ def build_unit(unit_type: str, payload: bytes) -> bytes:
 def _legacy_version(data: bytes) -> int | None:
     """The version of a v1/v2 stream's first unit (u32 length framing), else None.
 
-    A v3 unit's VarInt length is never 0 (no payload is empty), while a v1/v2 sequence header unit has a u32
+    A v3 or v4 unit's VarInt length is never 0 (no payload is empty), while a v1/v2 sequence header unit has a u32
     length whose two high bytes are 0, then the version byte (1 or 2)."""
     if len(data) >= 10 and data[:4] == SYNC and data[4] == UNIT_TYPES["sequence_header"] and data[5:7] == b"\0\0":
         return data[9] if data[9] in (1, 2) else None

@@ -129,7 +129,8 @@ def _fields(struct: cs.Construct) -> list:
 
 
 def _cond(sub: cs.IfThenElse) -> str:
-    return re.sub(r"this\['flags'\]\['(\w+)'\]", r"flags.\1", repr(sub.condfunc))
+    text = re.sub(r"this\['flags'\]\['(\w+)'\]", r"flags.\1", repr(sub.condfunc))
+    return re.sub(r"this\['(\w+)'\]", r"\1", text)
 
 
 def _name_of(sub) -> str | None:

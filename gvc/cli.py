@@ -44,6 +44,7 @@ def add_encode_options(p: argparse.ArgumentParser) -> None:
     option(g, "--prior", "prior")
     option(g, "--device", "device")
     option(g, "--dtype", "dtype", choices=DTYPE_CHOICES)
+    option(g, "--vae-dtype", "vae_dtype", choices=DTYPE_CHOICES)
     option(g, "--codebook-family", "codebook_family", choices=cfg.CODEBOOK_FAMILIES)
     g.add_argument("--frames", type=int, metavar="N", help="encode at most N frames")
     option(g, "--gop-length", "gop_length")

@@ -132,7 +132,8 @@ def make_header(prior: FlowPrior, config: CodecConfig, width: int, height: int, 
         shift=config.shift, seed=config.seed, codebook_k=codebook_size(config.quality), codebook_m=config.quality,
         codebook_m_tail=config.m_tail, tail_latent_frames=config.tail_frames,
         codebook_span=config.codebook_span if config.codebook_span is not None else getattr(prior, "codebook_span", 1),
-        compute_dtype=getattr(prior, "compute_dtype", "fp32"), codebook_family=config.codebook_family,
+        compute_dtype=getattr(prior, "compute_dtype", "fp32"),
+        autoencoder_dtype=getattr(prior, "autoencoder_dtype", "fp32"), codebook_family=config.codebook_family,
     ).validate()
 
 
@@ -145,16 +146,17 @@ def check_device(prior: FlowPrior, device: torch.device) -> None:
 
 
 def check_supported(header: SequenceHeader, prior: FlowPrior) -> None:
-    """The decoder replays the encoder's arithmetic: the prior must compute in the dtype the stream records
-    (gvc.priors.load_prior loads it so from the header). Both codebook families are implemented."""
-    have = getattr(prior, "compute_dtype", None)
-    if (have or "fp32") == header.compute_dtype:
-        return
-    if have is None:  # a prior without a choice of arithmetic
-        raise PriorMismatchError(f"stream needs {header.compute_dtype} transformer arithmetic; prior '{prior.name}' "
-                                 "computes in fp32 only")
-    raise PriorMismatchError(f"stream needs {header.compute_dtype} transformer arithmetic; the prior computes in "
-                             f"{have}: load it with dtype={header.compute_dtype!r}")
+    """The decoder replays the encoder's arithmetic: the prior's transformer and autoencoder must compute in the
+    dtypes the stream records (gvc.priors.load_prior loads it so from the header). Both codebook families are
+    implemented."""
+    for network, field, option in (("transformer", "compute_dtype", "dtype"), ("autoencoder", "autoencoder_dtype", "vae_dtype")):
+        want, have = getattr(header, field), getattr(prior, field, None)
+        if (have or "fp32") == want:
+            continue
+        if have is None:  # a prior without a choice of arithmetic
+            raise PriorMismatchError(f"stream needs {want} {network} arithmetic; prior '{prior.name}' computes in fp32 only")
+        raise PriorMismatchError(f"stream needs {want} {network} arithmetic; the prior computes in {have}: "
+                                 f"load it with {option}={want!r}")
 
 
 def check_prior(prior: FlowPrior, header: SequenceHeader) -> None:

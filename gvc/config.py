@@ -79,6 +79,8 @@ class CodecConfig:
     device: str = setting("cpu", "cpu or cuda")
     dtype: str = setting("auto", "transformer arithmetic of Wan priors (auto: bf16 on CUDA, fp32 on CPU); the stream "
                                  "records it", choices=DTYPE_CHOICES)
+    vae_dtype: str = setting("auto", "VAE arithmetic of Wan priors (auto: bf16 on CUDA, 1.6x faster than fp32; fp32 on "
+                                     "CPU); the stream records it", choices=DTYPE_CHOICES)
     target_kbps: float | None = setting(None, "choose the knob per GOP to hit this bitrate at the input's frame rate",
                                         lo=0.01, hi=1e6, what="target bitrate (kbps)")
 

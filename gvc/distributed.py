@@ -222,8 +222,9 @@ def encode_setup(source, config: CodecConfig, *, device: str, segment_gops: int 
     total = source.count()
     if total < 1:
         raise ParameterError("no frames to encode")
-    codec = GopCodec.for_encoding(load_prior(config.prior, device=device), config, width=info.width,
-                                  height=info.height, fps=info.fps, frame_count=info.frames, device=device)
+    prior = load_prior(config.prior, device=device, dtype=config.dtype, vae_dtype=config.vae_dtype)
+    codec = GopCodec.for_encoding(prior, config, width=info.width, height=info.height, fps=info.fps,
+                                  frame_count=info.frames, device=device)
     h = codec.header
     plans = plan_gops(total, h.gop_length, h.gop_overlap, codec.prior.geometry)
     segments = plan_segments(plans, config.mode, config.codes_first_anchor, segment_gops)

@@ -172,8 +172,9 @@ def encode_stream(source, out, config: CodecConfig, *, on_gop: OnGop | None = No
     ffmpeg_bridge.tracks.TrackCopier of the input) are copied into a Matroska output beside the video
     (container.io.StreamWriter)."""
     info = source.info
-    codec = GopCodec.for_encoding(load_prior(config.prior, device=config.device, dtype=config.dtype), config, width=info.width,
-                                  height=info.height, fps=info.fps, frame_count=info.frames, device=config.device)
+    prior = load_prior(config.prior, device=config.device, dtype=config.dtype, vae_dtype=config.vae_dtype)
+    codec = GopCodec.for_encoding(prior, config, width=info.width, height=info.height, fps=info.fps,
+                                  frame_count=info.frames, device=config.device)
     h = codec.header
     tag_values = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": settings_string(config, codec.prior.name)}
     report = EncodeReport(h, rate_control=bool(config.target_kbps), levers=config.levers())

@@ -1,4 +1,4 @@
-"""Bitstream v3: round trips over every structure, framing/CRC errors, semantic validation, limits, the refusal of
+"""Bitstream v4 (and v3 reading): round trips over every structure, framing/CRC errors, semantic validation, limits, the refusal of
 v1/v2 streams, spec-document agreement, and decoded frames identical to the v2 era's."""
 
 import hashlib
@@ -235,8 +235,8 @@ def test_absurd_inner_length_is_an_error_not_an_allocation():
 
 def test_header_limits_enforced_on_parse():
     payload = bytearray(bs.parse_unit(_header().to_bytes())[1])
-    with pytest.raises(BitstreamError, match=r"^bitstream version 4 is not supported: .* \(a newer GVC wrote it\)$"):
-        bs.SequenceHeader.from_payload(bytes([4]) + bytes(payload[1:]))
+    with pytest.raises(BitstreamError, match=r"^bitstream version 5 is not supported: .* \(a newer GVC wrote it\)$"):
+        bs.SequenceHeader.from_payload(bytes([5]) + bytes(payload[1:]))
     payload[3:5] = bs.cs.VarInt.build(60000)[:2]  # width 352 (2 bytes) -> 60000 (3 bytes) overlaps height
     with pytest.raises(BitstreamError):
         bs.SequenceHeader.from_payload(bytes(payload))
@@ -265,7 +265,7 @@ def _header_payload(**fields) -> bytes:
 
 @pytest.mark.parametrize("field,value", [("pixel_format", 255), ("mode", 3), ("color_range", 2),
                                          ("entropy_coder", 9), ("index_coding", 1), ("compute_dtype", 3),
-                                         ("codebook_family", 2)])
+                                         ("autoencoder_dtype", 3), ("codebook_family", 2)])
 def test_undefined_header_enums_are_refused_with_their_name(field, value):
     with pytest.raises(BitstreamError, match=rf"^malformed sequence header: {field}: undefined value {value}"):
         bs.SequenceHeader.from_payload(_header_payload(**{field: value}))
@@ -380,7 +380,7 @@ def test_v1_and_v2_streams_are_refused_with_one_line(tmp_path, capsys):
     for argv in (["decode", str(old), "-o", str(tmp_path / "out.y4m"), "-q"], ["info", str(old)]):
         assert main(argv) == 1
         err = capsys.readouterr().err.strip()
-        assert err == ("gvc: error: bitstream version 1 is not supported: this decoder reads version 3 only "
+        assert err == ("gvc: error: bitstream version 1 is not supported: this decoder reads versions 3 and 4 "
                        "(re-encode the source with this GVC)")
     assert not (tmp_path / "out.y4m").exists()
     v2 = bytearray(old.read_bytes())
@@ -389,6 +389,19 @@ def test_v1_and_v2_streams_are_refused_with_one_line(tmp_path, capsys):
         bs.read_elementary(io.BytesIO(bytes(v2)))
     with pytest.raises(BitstreamError, match="^bitstream version 2 is not supported"):
         bs.SequenceHeader.from_bytes(bytes(v2))
+
+
+def test_v3_headers_are_read_with_an_fp32_autoencoder():
+    """docs/bitstream.md §Versioning: v4 added autoencoder_dtype; a v3 header (without it) reads as fp32."""
+    v4 = _header(autoencoder_dtype="bf16", compute_dtype="bf16")
+    assert bs.SequenceHeader.from_bytes(v4.to_bytes()) == v4 and v4.version == 4
+    v3 = _header(version=3, compute_dtype="bf16")
+    payload = bs.parse_unit(v3.to_bytes())[1]
+    assert payload[0] == 3 and len(payload) == len(bs.parse_unit(v4.to_bytes())[1]) - 1  # one byte less
+    back = bs.SequenceHeader.from_payload(payload)
+    assert back == v3 and back.autoencoder_dtype == "fp32" and back.compute_dtype == "bf16"
+    with pytest.raises(BitstreamError, match="version 3 header cannot record autoencoder_dtype"):
+        _header(version=3, autoencoder_dtype="bf16").to_bytes()
 
 
 # -- decoding: same frames as the v2 era, M_tail, unsupported header values ---------------------------
@@ -412,7 +425,7 @@ def _encode(clip, tmp_path, mode, quality, name="s.gvc"):
 
 
 @pytest.mark.parametrize("mode,quality", sorted(V2_ERA_DECODES))
-def test_v3_decodes_to_the_same_frames_as_v2(clip, tmp_path, mode, quality):
+def test_v4_decodes_to_the_same_frames_as_v2(clip, tmp_path, mode, quality):
     stream = _encode(clip("carphone_176x144.mp4"), tmp_path, mode, quality)
     out = tmp_path / "out.y4m"
     assert main(["decode", str(stream), "-o", str(out), "-q"]) == 0
@@ -420,7 +433,7 @@ def test_v3_decodes_to_the_same_frames_as_v2(clip, tmp_path, mode, quality):
     with open(stream, "rb") as f:
         header, units = bs.read_elementary(f)
         gops = [bs.GopUnit.from_bytes(u, header) for u in units]
-    assert header.version == 3 and len(gops) == 2
+    assert header.version == bs.VERSION and len(gops) == 2
     if quality == 200:  # above quality 128 the header and every GOP unit agree on M_tail (v2: 256 vs 400)
         assert header.codebook_m_tail == 400 == gops[0].codebook_m_tail == gops[1].codebook_m_tail
 

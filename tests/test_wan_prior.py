@@ -374,6 +374,33 @@ def test_compute_dtype_bf16_on_cpu(models):
     assert compute_dtype_of(load_prior(str(models["t2v"]), dtype="fp32", header=header)) == "bf16"
 
 
+def test_vae_dtype_is_recorded_and_replayed(models):
+    """vae_dtype runs the VAE in bf16 (the transformer keeps its own dtype); streams record it as
+    autoencoder_dtype and load_prior takes the header's value over the asked one; a prior in another
+    arithmetic than the stream's is refused with a one-line error naming the network."""
+    from gvc.codec import check_supported
+    from gvc.errors import PriorMismatchError
+    from gvc.priors import autoencoder_dtype_of, compute_dtype_of, load_prior
+
+    fp32 = WanPrior.from_pretrained(models["t2v"])
+    bf16 = WanPrior.from_pretrained(models["t2v"], vae_dtype="bf16")
+    assert autoencoder_dtype_of(fp32) == "fp32" and autoencoder_dtype_of(bf16) == "bf16"
+    assert bf16.vae.dtype == torch.bfloat16 and compute_dtype_of(bf16) == "fp32"
+    frames = torch.rand(5, 3, H, W, generator=torch.Generator().manual_seed(5))
+    z32, z16 = fp32.encode(frames), bf16.encode(frames)
+    assert z16.dtype == torch.float32 and not torch.equal(z16, z32) and (z16 - z32).abs().max() < 0.1
+    d32, d16 = fp32.decode(z32), bf16.decode(z32)
+    assert d16.dtype == torch.float32 and 0 < (d16 - d32).abs().max() < 0.05
+    header = types.SimpleNamespace(compute_dtype=0, autoencoder_dtype=1, prior_id="x")
+    assert autoencoder_dtype_of(load_prior(str(models["t2v"]), vae_dtype="fp32", header=header)) == "bf16"
+    assert autoencoder_dtype_of(load_prior(str(models["t2v"]), vae_dtype="auto")) == "fp32"  # auto on the CPU
+    recorded = types.SimpleNamespace(compute_dtype="fp32", autoencoder_dtype="bf16")
+    check_supported(recorded, bf16)
+    with pytest.raises(PriorMismatchError, match="^stream needs bf16 autoencoder arithmetic; the prior computes in "
+                                                 "fp32: load it with vae_dtype='bf16'$"):
+        check_supported(recorded, fp32)
+
+
 def test_compute_dtype_resolution():
     from gvc.priors.base import resolve_compute_dtype
 

@@ -227,43 +227,60 @@ def warm_digest(prior_dir: Path, a) -> float:
     timed runs then read the cache. Returns the seconds the hash took."""
     from gvc.priors import load_prior
 
-    from gvc.kernels import rope_triton
+    from gvc.kernels import adaln_triton, rope_triton
 
     prior = load_prior(str(prior_dir), device=a.device, dtype=a.dtype)
     t = time.perf_counter()
     prior.weights_sha256()
     seconds = time.perf_counter() - t
-    if rope_triton.install(prior.transformer):  # JIT-compile the RoPE kernel before any timed run
-        x = torch.zeros(1, 8, prior.transformer.config.num_attention_heads * prior.transformer.config.attention_head_dim,
-                        dtype=prior.transformer.dtype, device=a.device)
-        cos = torch.zeros(1, 8, 1, prior.transformer.config.attention_head_dim, device=a.device)
-        rope_triton.apply_rope(x, cos, cos, prior.transformer.config.num_attention_heads)
+    cfg, dtype = prior.transformer.config, prior.transformer.dtype
+    width = cfg.num_attention_heads * cfg.attention_head_dim
+    x = torch.zeros(1, 8, width, dtype=dtype, device=a.device)
+    if rope_triton.install(prior.transformer):  # JIT-compile the kernels before any timed run
+        cos = torch.zeros(1, 8, 1, cfg.attention_head_dim, device=a.device)
+        rope_triton.apply_rope(x, cos, cos, cfg.num_attention_heads)
+    if adaln_triton.install(prior.transformer):
+        vec = torch.zeros(1, 1, width, device=a.device)
+        adaln_triton.gated_residual(x, adaln_triton.modulate(x.float(), vec, vec, dtype), vec)
     del prior
     return seconds
 
 
+KERNELS = ("rope_triton", "adaln_triton")  # gvc.kernels modules WanPrior installs on CUDA
+VARIANTS = {  # name -> (kernels left out, VAE dtype); "fused" is the shipped path
+    "fused": ((), None),
+    "eager-rope": (("rope_triton",), None),  # diffusers' own RoPE
+    "eager-adaln": (("adaln_triton",), None),  # diffusers' own modulations and gated residuals
+    "eager-kernels": (KERNELS, None),  # diffusers' forward throughout
+    "vae-fp32": ((), "fp32"),  # the VAE in float32 (the default before autoencoder_dtype, bitstream v4)
+}
+
+
 @contextmanager
 def variant(name: str):
-    """``fused``: the shipped path. ``eager-rope``: diffusers' own RoPE (the kernel not installed), side by side."""
-    from gvc.kernels import rope_triton
+    """Run a case as variant ``name`` (VARIANTS); yields the VAE dtype it asks for (None: --vae-dtype's)."""
+    import importlib
 
-    install = rope_triton.install
-    if name == "eager-rope":
-        rope_triton.install = lambda transformer: False
-    elif name != "fused":
-        raise SystemExit(f"unknown variant {name!r} (fused, eager-rope)")
+    if name not in VARIANTS:
+        raise SystemExit(f"unknown variant {name!r} ({', '.join(VARIANTS)})")
+    left_out, vae_dtype = VARIANTS[name]
+    modules = [importlib.import_module(f"gvc.kernels.{k}") for k in left_out]
+    installs = [m.install for m in modules]
+    for m in modules:
+        m.install = lambda transformer: False
     try:
-        yield
+        yield vae_dtype
     finally:
-        rope_triton.install = install
+        for m, install in zip(modules, installs):
+            m.install = install
 
 
-def run_case(mode: str, prior_dir: Path, frames, a, timer: StageTimer, work: Path) -> dict:
+def run_case(mode: str, prior_dir: Path, frames, a, timer: StageTimer, work: Path, vae_dtype: str | None = None) -> dict:
     from gvc.config import CodecConfig, DecodeConfig
     from gvc.pipeline import decode_stream, encode_stream
 
     cfg = CodecConfig(mode=mode, quality=a.quality, gop_length=len(frames), steps=a.steps, seed=1, prior=str(prior_dir),
-                      device=a.device, dtype=a.dtype).validate()
+                      device=a.device, dtype=a.dtype, vae_dtype=vae_dtype or a.vae_dtype).validate()
     dcfg = DecodeConfig(prior=str(prior_dir), device=a.device)
     out = work / f"{mode}.gvc"
     res = {"mode": mode, "prior": str(prior_dir.name)}
@@ -281,7 +298,8 @@ def run_case(mode: str, prior_dir: Path, frames, a, timer: StageTimer, work: Pat
         entry = {"seconds": total, "stages": stages, "calls": dict(timer.calls)}
         if label == "encode":
             d = r.as_dict(out.stat().st_size)
-            entry.update(bytes=d["bytes"], psnr=d["psnr"], compute_dtype=getattr(r.header, "compute_dtype", None))
+            entry.update(bytes=d["bytes"], psnr=d["psnr"], compute_dtype=r.header.compute_dtype,
+                         autoencoder_dtype=r.header.autoencoder_dtype)
         else:
             d = r.as_dict()
             entry.update(frames=d["frames"], problems=d["problems"], decode_matches_encoder=not d["problems"])
@@ -297,7 +315,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--wan-config", default="1.3b", choices=sorted(WAN_CONFIGS))
     p.add_argument("--device", default="cuda")
-    p.add_argument("--dtype", default="auto")
+    p.add_argument("--dtype", default="auto", help="transformer arithmetic (gvc encode --dtype)")
+    p.add_argument("--vae-dtype", default="auto", help="VAE arithmetic (gvc encode --vae-dtype) of variants that do not set it")
     p.add_argument("--modes", default="t2v,flf2v")
     p.add_argument("--width", type=int, default=1280)
     p.add_argument("--height", type=int, default=720)
@@ -305,8 +324,9 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--quality", type=int, default=64, help="M (64: K = 16,384, as in issue 15)")
     p.add_argument("--work", default=None, help="folder for the random weights (default: a temporary one)")
-    p.add_argument("--variants", default="fused,eager-rope",
-                   help="fused (shipped), eager-rope (diffusers' RoPE): run side by side, alternating per mode")
+    p.add_argument("--variants", default="fused,eager-adaln,vae-fp32",
+                   help=f"run side by side, alternating per mode: {', '.join(VARIANTS)} (fused: the shipped path; "
+                        "eager-X: without the gvc.kernels.X kernel; vae-fp32: the VAE in float32)")
     p.add_argument("--json", metavar="FILE")
     return p.parse_args(argv)
 
@@ -331,7 +351,7 @@ def main(argv=None) -> int:
         "bench": "wan", "wan_config": a.wan_config, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
         "torch": torch.__version__, "diffusers": diffusers.__version__, "python": platform.python_version(),
-        "dtype": a.dtype, "width": a.width, "height": a.height, "frames": a.frames, "steps": a.steps,
+        "dtype": a.dtype, "vae_dtype": a.vae_dtype, "width": a.width, "height": a.height, "frames": a.frames, "steps": a.steps,
         "quality": a.quality, "build_weights_seconds": build_s, "anchors_raw": raw_anchors,
         "targets": {"encode_seconds": 25.9, "decode_seconds": 15.6},
         "note": "in-process gvc.pipeline encode_stream/decode_stream (the CLI minus video-file I/O); the weights "
@@ -347,8 +367,8 @@ def main(argv=None) -> int:
                 if prior_dir.name not in res["cold_hash_seconds"]:
                     res["cold_hash_seconds"][prior_dir.name] = warm_digest(prior_dir, a)
                 for name in a.variants.split(","):
-                    with variant(name):
-                        res["runs"].append(dict(run_case(mode, prior_dir, frames, a, timer, work), variant=name))
+                    with variant(name) as vae_dtype:
+                        res["runs"].append(dict(run_case(mode, prior_dir, frames, a, timer, work, vae_dtype), variant=name))
                     if a.json:  # written after each run, so a run cut short keeps what it measured
                         Path(a.json).write_text(json.dumps(res, indent=2) + "\n")
     finally:

@@ -24,33 +24,41 @@ def available() -> list[str]:
 
 
 def compute_dtype_of(prior) -> str:
-    """What the prior's network computes in ("fp32" for priors without a choice): the header records it."""
+    """What the prior's transformer computes in ("fp32" for priors without a choice): the header records it."""
     return getattr(prior, "compute_dtype", "fp32")
 
 
-def header_compute_dtype(header) -> str | None:
-    """The compute dtype a stream's header records (None for a header object without the field)."""
-    code = getattr(header, "compute_dtype", None)
+def autoencoder_dtype_of(prior) -> str:
+    """What the prior's autoencoder computes in ("fp32" for priors without a choice): the header records it."""
+    return getattr(prior, "autoencoder_dtype", "fp32")
+
+
+def header_compute_dtype(header, field: str = "compute_dtype") -> str | None:
+    """The dtype a stream's header records in ``field`` (compute_dtype or autoencoder_dtype; None for a header
+    object without the field)."""
+    code = getattr(header, field, None)
     if code is None:
         return None
     if isinstance(code, int) and 0 <= code < len(COMPUTE_DTYPES):
         return COMPUTE_DTYPES[code]
     if code not in COMPUTE_DTYPES:
-        raise ParameterError(f"stream records unknown compute dtype {code!r}")
+        raise ParameterError(f"stream records unknown {field.replace('_', ' ')} {code!r}")
     return code
 
 
-def load_prior(name_or_path: str | None = "default", *, device="cpu", header=None, dtype: str | None = None) -> FlowPrior:
+def load_prior(name_or_path: str | None = "default", *, device="cpu", header=None, dtype: str | None = None,
+               vae_dtype: str | None = None) -> FlowPrior:
     """Instantiate a prior. When decoding, `header` is the stream's SequenceHeader: with no name from the
     user, its ``prior_id`` picks the prior, but only among the registered names (builtins and the zoo): a
     local folder is the user's choice (``--prior PATH``), never the file's (the decoder then checks the
-    folder's hash against the header). The header's recorded compute dtype wins over ``dtype`` (so the
-    decoder replays the encoder's arithmetic); ``dtype`` is one of DTYPE_CHOICES ('auto' = bf16 on CUDA,
-    fp32 elsewhere) and only Diffusers Wan folders use it, the other priors compute in fp32."""
-    recorded = header_compute_dtype(header) if header is not None else None
-    dtype = resolve_compute_dtype(recorded or dtype, device)
+    folder's hash against the header). The header's recorded dtypes win over ``dtype`` (the transformer's)
+    and ``vae_dtype`` (the autoencoder's), so the decoder replays the encoder's arithmetic. Both are one of
+    DTYPE_CHOICES ('auto' = bf16 on CUDA, fp32 elsewhere) and only Diffusers Wan folders use them, the other
+    priors compute in fp32."""
+    recorded = (header_compute_dtype(header), header_compute_dtype(header, "autoencoder_dtype")) if header is not None else (None, None)
+    dtypes = tuple(resolve_compute_dtype(r or d, device) for r, d in zip(recorded, (dtype, vae_dtype)))
     if name_or_path is None and header is not None:
-        return _registered(header.prior_id, device, dtype)
+        return _registered(header.prior_id, device, dtypes)
     name = name_or_path or "default"
     if name == "default":
         name = DEFAULT_PRIOR
@@ -58,34 +66,35 @@ def load_prior(name_or_path: str | None = "default", *, device="cpu", header=Non
         return _BUILTIN[name](device=device)
     shipped = model_dir(name)
     if shipped is not None:
-        return _from_folder(shipped, device, dtype)
+        return _from_folder(shipped, device, dtypes)
     if name in MODELS:
         raise ParameterError(f"prior '{name}': its weights are missing from the installed package ({ZOO_DIR})")
     if os.path.isdir(name):
-        return _from_folder(name, device, dtype)
+        return _from_folder(name, device, dtypes)
     raise ParameterError(f"unknown prior '{name}' (builtin: {', '.join(available())}; or a local Wan folder)")
 
 
-def _registered(name: str, device, dtype: str) -> FlowPrior:
+def _registered(name: str, device, dtypes: tuple[str, str]) -> FlowPrior:
     if name in _BUILTIN:
         return _BUILTIN[name](device=device)
     if name in MODELS:
-        return load_prior(name, device=device, dtype=dtype)
+        return load_prior(name, device=device, dtype=dtypes[0], vae_dtype=dtypes[1])
     shown = name if name.isprintable() and len(name) <= 64 else repr(name[:64])
     raise ParameterError(f"stream needs prior '{shown}', which is not a registered prior "
                          f"({', '.join(available())}): pass --prior PATH to its local weights folder")
 
 
-def _from_folder(path, device, dtype: str) -> FlowPrior:
-    """A TAEF2-space prior (autoencoder/) or a Diffusers Wan2.1 folder (vae/); only the latter takes ``dtype``."""
+def _from_folder(path, device, dtypes: tuple[str, str]) -> FlowPrior:
+    """A TAEF2-space prior (autoencoder/) or a Diffusers Wan2.1 folder (vae/); only the latter takes the
+    (transformer, autoencoder) ``dtypes``."""
     from .tae import TaeFlowPrior, is_tae_folder
 
     if is_tae_folder(path):
         return TaeFlowPrior.from_pretrained(path, device=device)
     from .wan import WanPrior
 
-    return WanPrior.from_pretrained(path, device=device, compute_dtype=dtype)
+    return WanPrior.from_pretrained(path, device=device, compute_dtype=dtypes[0], vae_dtype=dtypes[1])
 
 
 __all__ = ["AnalyticPrior", "Conditioning", "FlowPrior", "LatentGeometry", "load_prior", "available",
-           "COMPUTE_DTYPES", "DTYPE_CHOICES", "compute_dtype_of", "header_compute_dtype"]
+           "COMPUTE_DTYPES", "DTYPE_CHOICES", "autoencoder_dtype_of", "compute_dtype_of", "header_compute_dtype"]

@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 
 from gvc.errors import ParameterError
-from gvc.kernels import rope_triton
+from gvc.kernels import adaln_triton, rope_triton
 from gvc.priors.base import (COMPUTE_DTYPES, Conditioning, LatentGeometry, check_compute_dtype,
                              pin_thread_dependent_convs, torch_dtype)
 from gvc.priors.hashcache import cached_sha256
@@ -128,8 +128,10 @@ class WanPrior:
     """FlowPrior over Wan2.1 (T2V, I2V or FLF2V), float32 by default; see the module docstring.
 
     ``compute_dtype`` ("fp32", "bf16", "fp16"): the transformer's arithmetic on any device, with diffusers'
-    keep-in-fp32 modules left in float32; VAE and encoders stay float32. (``bf16_transformer``, the older
-    flag, means bf16 on CUDA and float32 on the CPU.)
+    keep-in-fp32 modules left in float32. The VAE computes in the dtype it was loaded in
+    (``from_pretrained(vae_dtype=...)``: anchor conditioning encode, decode); the text and image encoders stay
+    float32. (``bf16_transformer``, the older flag, means bf16 on CUDA and
+    float32 on the CPU.) Streams record both dtypes, and the decoder loads the prior in them.
     """
 
     def __init__(
@@ -159,6 +161,7 @@ class WanPrior:
         self.image_processor = image_processor
         self.bf16_transformer = bool(bf16_transformer)
         self._requested_dtype = "bf16" if self.bf16_transformer else compute_dtype
+        self.autoencoder_dtype = _dtype_name(vae.dtype)  # what the VAE computes in (streams record it)
         self.text_encoder_device = torch.device(text_encoder_device) if text_encoder_device is not None else None
 
         vcfg, tcfg = vae.config, transformer.config
@@ -216,6 +219,7 @@ class WanPrior:
         dtype: torch.dtype = torch.float32,
         bf16_transformer: bool = False,
         compute_dtype: str = "fp32",
+        vae_dtype: str = "fp32",
         text_encoder_device: torch.device | str | None = None,
     ) -> "WanPrior":
         """Load from a local Diffusers folder (never downloads). Missing pieces raise ParameterError.
@@ -227,10 +231,12 @@ class WanPrior:
         arithmetic on bf16-rounded weights; on the CPU the flag has no effect.
         ``compute_dtype``: the transformer's arithmetic ("fp32", "bf16", "fp16") on every device; the weights are
         loaded in it (so the 1.3B transformer takes 2.8 GB, not 5.7 GB), keep-in-fp32 modules stay float32.
+        ``vae_dtype``: the VAE's arithmetic ("fp32", "bf16", "fp16"), likewise; with "fp32", ``dtype``.
         ``text_encoder_device``: where UMT5 runs (e.g. "cpu" to keep umt5-xxl, 23 GB in float32, off the
         GPU; prompts are encoded once and cached); default: with the rest of the prior.
         """
         _check_dtype_name(compute_dtype)
+        _check_dtype_name(vae_dtype)
         root = Path(local_dir)
         if not root.is_dir():
             raise ParameterError(f"Wan model folder not found: {root}")
@@ -247,7 +253,10 @@ class WanPrior:
         else:
             tdtype = dtype
         transformer = _load_diffusers(WanTransformer3DModel, root / "transformer", tdtype, device)
-        vae = _load_diffusers(AutoencoderKLWan, root / "vae", dtype, device)
+        if vae_dtype != "fp32":
+            check_compute_dtype(vae_dtype, device)
+        vae = _load_diffusers(AutoencoderKLWan, root / "vae", dtype if vae_dtype == "fp32" else torch_dtype(vae_dtype),
+                              device)
 
         text_encoder = tokenizer = None
         if (root / "text_encoder").is_dir():
@@ -325,6 +334,7 @@ class WanPrior:
         else:
             self.transformer.to(device)
         rope_triton.install(self.transformer)  # on CUDA: the same RoPE arithmetic in one kernel
+        adaln_triton.install(self.transformer)  # ... and the same modulations and gated residuals
         self.vae.to(device)
         _vae_cpu_convs(self.vae, device.type == "cpu")
         if self.text_encoder is not None:
@@ -503,6 +513,11 @@ class WanPrior:
             return_dict=False,
         )[0]
         return out[0].float()
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    """COMPUTE_DTYPES name of a torch dtype (float64 models count as fp32: no stream records them)."""
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
 
 
 def _check_dtype_name(name: str) -> None:
