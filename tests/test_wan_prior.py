@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from wan_tiny import build_tiny_wan  # noqa: E402
 
 from gvc.errors import ParameterError  # noqa: E402
+from gvc.kernels import rope_triton  # noqa: E402
 from gvc.priors.base import Conditioning, FlowPrior, LatentGeometry  # noqa: E402
 from gvc.priors.wan import TEXT_LEN, WanPrior, _vae_cpu_convs  # noqa: E402
 
@@ -334,7 +335,10 @@ def test_cuda_bf16_transformer(models):
     gpu = WanPrior.from_pretrained(models["flf2v_clip"], device="cuda", bf16_transformer=True)
     assert gpu.transformer.dtype == torch.bfloat16 and gpu.vae.dtype == torch.float32
     assert gpu.transformer.scale_shift_table.dtype == torch.float32  # diffusers' keep-in-fp32 modules
-    assert gpu.transformer.rope.freqs_cos.dtype == cpu.transformer.rope.freqs_cos.dtype
+    rope = gpu.transformer.rope
+    assert isinstance(rope, rope_triton._TablesOnly)  # the fused RoPE, installed on CUDA, holds diffusers' module
+    assert rope.inner.freqs_cos.dtype == cpu.transformer.rope.freqs_cos.dtype  # tables as diffusers builds them
+    assert "forward" in gpu.transformer.blocks[0].__dict__  # the fused AdaLN block forward
     frames = _frames(5)
     shape = cpu.geometry.latent_shape(5, H, W)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(2))

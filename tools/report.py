@@ -6,7 +6,8 @@
 Default inputs, when neither ``--rd`` nor ``--bench`` is given: every ``benchmarks/rd*.json`` (tools.rd),
 ``benchmarks/bench_*.json`` (tools.bench), ``benchmarks/wan_*.json`` (tools.bench_wan), the
 ``benchmarks/codebook_*.json`` runs with every search path side by side (tools.bench_codebook) and
-``benchmarks/codebook_family_rd.json`` (tools.family_rd); otherwise only the files given.
+``benchmarks/codebook_family_rd.json`` (tools.family_rd) and ``benchmarks/gop_batch_*.json``
+(tools.bench_gop_batch); otherwise only the files given.
 Each section gives the exact command that produced its JSON, the software it ran with (ffmpeg's
 ``-version`` line, Python, torch, PyAV, numpy, gvc), the tables, and links to the PNG plots.
 """
@@ -262,8 +263,22 @@ def family_section(path: Path, data: dict, out: Path) -> list[str]:
     return lines + table(["clip", "quality", "family", "bytes", "bpp", "PSNR", "VMAF", "enc s"], rows)
 
 
+def gop_batch_section(path: Path, data: dict, out: Path) -> list[str]:
+    """tools.bench_gop_batch: two GOPs as one batch-2 forward against two batch-1 forwards."""
+    lines = [f"## Batching GOPs: `{_rel(path, out)}`", "",
+             f"`python -m tools.bench_gop_batch --wan-config {data['wan_config']}` on {data['device_name']} (torch "
+             f"{data['torch']}, {data['dtype']}, kernels {', '.join(k for k, on in data['kernels'].items() if on) or 'none'}): "
+             "one Wan transformer forward of two 9-latent-frame GOPs, as two batch-1 calls and as one batch-2 call. "
+             "Bit-identical means each GOP's output is the same either way (seeking and gvc-dist decode batch 1).", ""]
+    rows = [[r["size"], "×".join(map(str, r["latent"])), r["two_batch1_seconds"], r["one_batch2_seconds"], r["speedup"],
+             "yes" if r["bit_identical"] else "no", r["max_abs_diff"]] for r in data["runs"]]
+    lines += table(["size", "latent", "2 × batch 1 s", "batch 2 s", "speed-up", "bit-identical", "max abs diff"], rows)
+    png = path.with_suffix(".png")
+    return lines + ([f"![GOP batching]({_rel(png, out)})", ""] if png.exists() else [])
+
+
 SPEED_SECTIONS = (("wan_*.json", wan_section), ("codebook_*.json", codebook_section),
-                  ("codebook_family_rd.json", family_section))
+                  ("codebook_family_rd.json", family_section), ("gop_batch_*.json", gop_batch_section))
 
 
 def write_report(out: Path = DEFAULT_OUT, rd_paths: list[Path] | None = None,
