@@ -84,6 +84,8 @@ def run_rank(a: argparse.Namespace) -> int:
     log = (lambda s: print(f"gvc-dist: {s}", file=sys.stderr)) if job.rank == 0 and not a.quiet else (lambda s: None)
     code = 0
     try:
+        if job.rank == 0:
+            note_dropped_tracks(a, log)
         if a.command == "encode":
             run_encode(a, job, log)
         else:
@@ -101,6 +103,26 @@ def run_rank(a: argparse.Namespace) -> int:
         os._exit(code)  # rank 0's own share runs in a thread that may still be inside the model
     job.close()
     return code
+
+
+def note_dropped_tracks(a: argparse.Namespace, log) -> None:
+    """gvc-dist writes video only: say which audio/subtitle tracks it leaves out (gvc encode/decode keep them)."""
+    if a.no_audio:
+        return
+    if a.command == "encode":
+        from container.matroska import COPYABLE_CODECS
+        from ffmpeg_bridge.tracks import TrackCopier
+
+        with TrackCopier(a.input, COPYABLE_CODECS) as copier:
+            count = len(copier.tracks) + len(copier.skipped)
+    else:
+        from container.io import StreamReader
+
+        with StreamReader(a.input) as reader:
+            count = len(reader.info.tracks)
+    if count:
+        log(f"note: {count} audio/subtitle track(s) of {a.input} not written: gvc-dist writes video only "
+            f"(gvc {a.command} keeps them; --no-audio silences this note)")
 
 
 def torch_threads() -> int:

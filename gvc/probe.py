@@ -112,6 +112,8 @@ def text(path, info: dict) -> str:
     lines.append(f"  prior {h['prior_id']} sha256 {h['prior_sha256'][:16]}…, steps {h['steps']} (ODE tail {h['ode_tail']}), "
                  f"γ {h['gamma']:g}, shift {h['shift']:g}, seed {h['seed']}, K {h['codebook_k']}, "
                  f"M {h['codebook_m']}/{h['codebook_m_tail']}, codebook span {h['codebook_span'] or 'whole GOP'}")
+    lines.append(f"  arithmetic: transformer {h['compute_dtype']}, autoencoder {h['autoencoder_dtype']}, "
+                 f"codebook {h['codebook_family']}")
     lines.append("  GOP       time (s)           frames      key    bytes  indices  anchors  residual")
     for g in info["gops"]:
         lines.append(f"  GOP {g['gop']:4d}  {g['start_time']:8.3f}-{g['end_time']:<8.3f}  {g['pts']:5d}+{g['frames']:<4d} "

@@ -161,3 +161,15 @@ def test_transcode_recipe_keeps_the_audio_aligned(phone, encoded, tmp_path, ffmp
     assert decode.wait() == 0 and p.returncode == 0, p.stderr
     assert len(packets(h264, "video")) == FRAMES and video_start_ms(h264) == 0
     same_packets(packets(h264, "audio"), kept(phone), 0.5)
+
+
+def test_gvc_dist_says_once_that_it_leaves_the_tracks_out(phone, encoded, tmp_path):
+    """gvc-dist writes video only; its --no-audio help promises what gvc does, so it names what it leaves out."""
+    dist = [sys.executable, "-m", "gvc.dist_cli"]
+    p = run(dist + ["encode", str(phone), "-o", str(tmp_path / "d.mkv"), "--frames", "5"] + FAST)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.count(f"note: 1 audio/subtitle track(s) of {phone} not written: gvc-dist writes video only") == 1
+    p = run(dist + ["decode", str(encoded[0]), "-o", str(tmp_path / "d.y4m")])
+    assert p.returncode == 0 and p.stderr.count("1 audio/subtitle track(s)") == 1, p.stderr
+    p = run(dist + ["encode", str(phone), "-o", str(tmp_path / "e.mkv"), "--frames", "5", "--no-audio"] + FAST)
+    assert p.returncode == 0 and "audio" not in p.stderr, p.stderr
