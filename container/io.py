@@ -15,7 +15,7 @@ from typing import BinaryIO, Iterator
 
 from gvc.errors import BitstreamError, InputError
 
-from .bitstream import GopUnit, SequenceHeader, UnitReader, parse_unit
+from .bitstream import GopUnit, SequenceHeader, UnitReader
 
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 

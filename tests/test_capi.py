@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from container.io import StreamReader
 from container.unit_index import scan_units
 from gvc.pipeline import decode_stream
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import random
@@ -35,6 +34,8 @@ import torch
 
 from gvc import codebook as cb
 from gvc.entropy.combinatorial import combination_bits, pack_index_sets, unpack_index_sets
+from tools import emit_json
+
 
 
 def _sync(device: torch.device) -> None:
@@ -337,11 +338,7 @@ def main(argv=None) -> int:
         print(e, file=sys.stderr)
         return 2
     res = runs[0] if len(runs) == 1 else {"runs": runs}
-    text = json.dumps(res, indent=2)
-    print(text)
-    if a.json:
-        with open(a.json, "w") as f:
-            f.write(text + "\n")
+    emit_json(res, a.json)
     if a.plot:
         plot(runs, a.plot)
     return 0

@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from tools import CLIPS_DIR
+from tools import CLIPS_DIR, emit_json
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = CLIPS_DIR
@@ -230,11 +230,9 @@ def main(argv=None) -> int:
         result["paper_estimate"] = paper_estimate(a.gop_seconds, collect, round(startup, 1), skip_fps)
         if a.refresh_cost:
             result["refresh_cost"] = refresh_cost(a, src, work, env, [int(x) for x in a.refresh_cost.split(",")])
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(result, indent=2) + "\n")
+    emit_json(result, a.out)
     a.plot.parent.mkdir(parents=True, exist_ok=True)
     plot(result, a.plot)
-    print(json.dumps(result, indent=2))
     return 0
 
 

@@ -11,13 +11,14 @@ Random weights with the configuration of tools.bench_wan (never saved), cast and
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 import torch
 
 from tools.bench_wan import WAN_CONFIGS
+from tools import emit_json
+
 
 LATENT_SIZES = {"720p": (90, 160), "480p": (60, 104), "cif": (36, 44)}  # latent h, w (VAE stride 8)
 
@@ -96,11 +97,7 @@ def main(argv=None) -> int:
            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
            "torch": torch.__version__, "dtype": str(t.dtype).removeprefix("torch."), "kernels": kernels,
            "runs": [measure(t, s, device, a.repeats) for s in a.sizes.split(",")]}
-    text = json.dumps(res, indent=2)
-    print(text)
-    if a.json:
-        with open(a.json, "w") as f:
-            f.write(text + "\n")
+    emit_json(res, a.json)
     if a.plot:
         plot(res, a.plot)
     return 0

@@ -8,7 +8,6 @@ run it on the same clip encoded with several `--refresh` values to see what keyf
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -19,6 +18,8 @@ from gvc.config import DecodeConfig
 from gvc.pipeline import decode_stream
 from gvc.probe import probe
 from gvc.seek import SeekRequest
+from tools import emit_json
+
 
 
 class _Discard:
@@ -66,11 +67,7 @@ def main(argv=None) -> int:
         if base is not None:
             r["rate_cost_vs_refresh_0"] = round(r["bytes"] / base["bytes"] - 1, 4)
     out = {"machine": platform.machine(), "threads": torch.get_num_threads(), "device": "cpu", "results": rows}
-    text = json.dumps(out, indent=2)
-    print(text)
-    if a.json:
-        with open(a.json, "w") as f:
-            f.write(text + "\n")
+    emit_json(out, a.json)
     return 0
 
 

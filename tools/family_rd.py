@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tools import CLIPS_DIR
+from tools import CLIPS_DIR, emit_json
 
 
 def _frames(path: Path, n: int, w: int, h: int) -> list[np.ndarray]:
@@ -93,10 +93,7 @@ def main(argv=None) -> int:
     res = {"prior": prior.name, "mode": a.mode, "size": a.size, "frames": a.frames, "rows": rows, "differences": diffs,
            "mean_psnr_difference": float(np.mean([d["psnr_hadamard_minus_gaussian"] for d in diffs])),
            "mean_vmaf_difference": float(np.mean([d["vmaf_hadamard_minus_gaussian"] for d in diffs]))}
-    text = json.dumps(res, indent=2)
-    print(text)
-    if a.json:
-        Path(a.json).write_text(text + "\n")
+    emit_json(res, a.json)
     return 0
 
 

@@ -41,6 +41,8 @@ import time
 import traceback
 from collections import Counter
 from pathlib import Path
+from tools import emit_json
+
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "tests" / "conformance"
@@ -403,10 +405,7 @@ def main(argv=None) -> int:
         p.error(f"--mode takes {', '.join(MODES)}")
     s = run(modes, a.inputs, seed=a.seed, timeout=a.timeout, findings=a.findings, progress_every=a.progress_every,
             start=a.start)
-    text = json.dumps(s, indent=2)
-    print(text)
-    if a.json:
-        a.json.write_text(text + "\n")
+    emit_json(s, a.json)
     return 1 if any(s["findings"].values()) else 0
 
 

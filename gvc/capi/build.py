@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import site
-import sys
 import sysconfig
 import tempfile
 from pathlib import Path
