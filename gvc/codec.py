@@ -191,8 +191,10 @@ class GopCodec:
     @classmethod
     def for_encoding(cls, prior: FlowPrior, config: CodecConfig, *, width: int, height: int, fps: Fraction,
                      frame_count: int | None = None, device: str | torch.device = "cpu") -> "GopCodec":
-        """frame_count may be None (a pipe of unknown length): the header then says 0 = unknown."""
+        """frame_count may be None (a pipe of unknown length): the header then says 0 = unknown. The ladder's
+        levers follow ``prior``'s card (CodecConfig.for_prior_card): ``codec.config`` is what encodes."""
         check_device(prior, torch.device(device))
+        config = config.for_prior_card(getattr(prior, "card", None), prior.name)
         return cls(prior, make_header(prior, config, width, height, fps, frame_count), device, config)
 
     def plan(self, index: int, real_frames: int) -> GopPlan:

@@ -8,7 +8,7 @@ bitstream itself imposes (modes, GOP length, prompt size) are read from the spec
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 
 from container.bitstream import ANCHOR_CODECS as _ANCHOR_CODECS
 from container.bitstream import MAX_GOP_LENGTH, MAX_PROMPT_BYTES
@@ -85,14 +85,28 @@ class CodecConfig:
                                         lo=0.01, hi=1e6, what="target bitrate (kbps)")
 
     def __post_init__(self):
-        """Levers left at LADDER take the ladder's values for this mode and quality (explicit values win)."""
+        """Levers left at LADDER take the ladder's values for this mode and quality (explicit values win), with
+        the settings of the card of the prior named in ``prior`` (gvc.zoo.ladder_of)."""
         from .ladder import levers
+        from .zoo import ladder_of
 
-        chosen = levers(self.mode, self.quality)
+        self.residual_from_ladder = self.residual_step == LADDER
+        chosen = levers(self.mode, self.quality, ladder_of(self.prior)["i2v_residual"])
         if self.residual_step == LADDER:
             self.residual_step = chosen.residual_step
         if self.anchor_quality == LADDER:
             self.anchor_quality = chosen.anchor_quality
+
+    def for_prior_card(self, card: dict | None, prior: str = "prior") -> "CodecConfig":
+        """This config with the ladder settings of a loaded prior's card (GopCodec.for_encoding: the prior object
+        is what encodes, whatever ``self.prior`` names); levers the caller set stay as they are."""
+        from .ladder import levers
+        from .zoo import ladder_settings
+
+        if not self.residual_from_ladder:
+            return self
+        step = levers(self.mode, self.quality, ladder_settings(card or {}, prior)["i2v_residual"]).residual_step
+        return self if step == self.residual_step else replace(self, residual_step=step)
 
     def levers(self) -> dict:
         """The levers this encode uses, as --stats-json and the tools record them: M (None under rate control,

@@ -228,7 +228,7 @@ def encode_setup(source, config: CodecConfig, *, device: str, segment_gops: int 
     h = codec.header
     plans = plan_gops(total, h.gop_length, h.gop_overlap, codec.prior.geometry)
     segments = plan_segments(plans, config.mode, config.codes_first_anchor, segment_gops)
-    tags = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": settings_string(config, codec.prior.name)}
+    tags = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": settings_string(codec.config, codec.prior.name)}
     return EncodeSetup(config, codec, plans, segments, tags)
 
 

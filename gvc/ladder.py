@@ -15,9 +15,11 @@ stream and none of them loses quality:
 * **residual step** (I2V only: the quantiser of the last latent frame's residual) halves every
   RESIDUAL_OCTAVES doublings of the knob: coarse at low rungs, where the residual of a poorer sample is
   largest and would otherwise cost more than the atoms saved, fine at high ones. Its worth depends on the
-  prior: with the default prior at 176x144 it bought only 0.05-0.17 dB per KB at qualities 1-8 (bikes and
-  vtest, one GOP and a chain of three; M about 0.6), while with gvc-tae-small-v2 it is worth 1.45 dB at
-  quality 8 on carphone. A per-prior or per-GOP choice is left open (issue 20).
+  prior, so a prior's card can turn it off (``"ladder": {"i2v_residual": false}``, gvc.zoo.ladder_of). The
+  default prior's does: at 176x144, 17 frames, it cost 81-289 bytes for 0.00-0.19 dB (bikes and vtest,
+  qualities 1-32: ``benchmarks/rd_i2v_no_residual.json`` against ``benchmarks/rd_ladder_after.json``), and on
+  a chain of three carphone GOPs 206 bytes (-13 %) for +0.005 dB at quality 2, 274 bytes (-5 %) for -0.013 dB
+  at quality 8. With gvc-tae-small-v2 it is worth 1.45 dB at quality 8 on carphone, and stays on.
 
 Between the powers of two the levers are interpolated (linearly in log2 quality), so every quality value
 1..256 has its levers and they are non-decreasing in quality. tests/test_ladder.py checks the rule on three
@@ -65,8 +67,9 @@ def residual_step(quality: int) -> float:
     return round(max(RESIDUAL_MIN, RESIDUAL_AT_1 * 2.0 ** (-math.log2(quality) / RESIDUAL_OCTAVES)), 4)
 
 
-def levers(mode: str, quality: int) -> Levers:
-    """The levers of ``mode`` (t2v, i2v, flf2v) at ``quality`` (1..256; validated by CodecConfig)."""
+def levers(mode: str, quality: int, i2v_residual: bool = True) -> Levers:
+    """The levers of ``mode`` (t2v, i2v, flf2v) at ``quality`` (1..256; validated by CodecConfig); with
+    ``i2v_residual`` False (a prior's card: gvc.zoo.ladder_of) I2V codes no residual."""
     q = max(int(quality), 1)
-    return Levers(m=q, residual_step=residual_step(q) if mode == "i2v" else None,
+    return Levers(m=q, residual_step=residual_step(q) if mode == "i2v" and i2v_residual else None,
                   anchor_quality=anchor_quality(q))

@@ -176,8 +176,8 @@ def encode_stream(source, out, config: CodecConfig, *, on_gop: OnGop | None = No
     codec = GopCodec.for_encoding(prior, config, width=info.width, height=info.height, fps=info.fps,
                                   frame_count=info.frames, device=config.device)
     h = codec.header
-    tag_values = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": settings_string(config, codec.prior.name)}
-    report = EncodeReport(h, rate_control=bool(config.target_kbps), levers=config.levers())
+    tag_values = {"ENCODER": f"GVC {__version__}", "ENCODER_SETTINGS": settings_string(codec.config, codec.prior.name)}
+    report = EncodeReport(h, rate_control=bool(config.target_kbps), levers=codec.config.levers())
     frames_in = iter(source)
     carry: list[np.ndarray] = []
     t0 = time.perf_counter()

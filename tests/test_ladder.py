@@ -2,12 +2,13 @@
 rise and PSNR-RGB and MS-SSIM do not fall across the quality values the README documents, in every mode.
 
 The RD test encodes three real clips with the default prior, downscaled to 128x96 and 5 frames (two latent
-frames: the anchor, the sampled frames and the I2V tail residual all take part), at the CLI's 20 steps: the
+frames: the anchor and the sampled frames take part; the default prior codes no I2V residual), at the CLI's 20 steps: the
 configuration of real use, made small in space and time only (about 85 s wall, 100 s CPU on 2 cores). At 96x80 the Wan
 autoencoder's own loss dominates the frames (an exact last latent scores no better than a sampled one), so
 that size tests the autoencoder more than the levers. Measured margins at 128x96 (smallest rise between
 consecutive documented qualities over the three clips, seed 0 as tested; in brackets the smallest over seeds
-0, 1 and 2, a stand-in for another machine's rounding): I2V 0.71 dB (0.71) and 0.0053 MS-SSIM (0.0036), FLF2V
+0, 1 and 2, a stand-in for another machine's rounding): I2V 0.71 dB (0.71) and 0.0053 MS-SSIM (0.0036) with the
+residual, 0.71 dB and 0.0041 without it (the default prior's card turned it off), FLF2V
 1.41 dB (1.41) and 0.013 (0.013), T2V 0.16 dB (0.16) and 0.009 (0.0014).
 """
 
@@ -46,11 +47,50 @@ def test_levers_rise_with_the_knob_in_every_mode():
 
 
 def test_config_takes_its_levers_from_the_ladder_unless_given():
-    c = CodecConfig(mode="i2v", quality=2).validate()
+    c = CodecConfig(mode="i2v", quality=2, prior="analytic").validate()
     assert (c.residual_step, c.anchor_quality) == (levers("i2v", 2).residual_step, levers("i2v", 2).anchor_quality)
     assert CodecConfig(mode="i2v", quality=32).anchor_quality > c.anchor_quality
     explicit = CodecConfig(mode="i2v", quality=2, residual_step=None, anchor_quality=50.0)
     assert (explicit.residual_step, explicit.anchor_quality) == (None, 50.0)
+
+
+def test_a_prior_card_can_turn_the_i2v_residual_off(tmp_path):
+    """The default prior's card says its residual does not pay (gvc/ladder.py): the ladder then codes none,
+    an explicit --residual-step still does, and priors without the setting keep the residual."""
+    from gvc.errors import ParameterError
+    from gvc.zoo import LADDER_DEFAULTS, ladder_of
+
+    assert ladder_of("default") == ladder_of("gvc-wan-small-v1") == {"i2v_residual": False}
+    assert ladder_of("gvc-tae-small-v2") == ladder_of("analytic") == ladder_of(str(tmp_path)) == LADDER_DEFAULTS
+    assert levers("i2v", 8, i2v_residual=False).residual_step is None
+    assert CodecConfig(mode="i2v", quality=8).residual_step is None
+    assert CodecConfig(mode="i2v", quality=8, residual_step=0.5).residual_step == 0.5
+    assert CodecConfig(mode="i2v", quality=8, prior="gvc-tae-small-v2").residual_step == levers("i2v", 8).residual_step
+    (tmp_path / "gvc_prior.json").write_text('{"ladder": {"i2v_residual": false}}')
+    assert CodecConfig(mode="i2v", prior=str(tmp_path)).residual_step is None
+    (tmp_path / "gvc_prior.json").write_text('{"ladder": {"anchor": 3}}')
+    with pytest.raises(ParameterError, match="may set only i2v_residual"):
+        CodecConfig(prior=str(tmp_path))
+    (tmp_path / "gvc_prior.json").write_text("[")
+    with pytest.raises(ParameterError, match="gvc_prior.json: not a readable JSON card"):
+        ladder_of(str(tmp_path))
+
+
+def test_the_encoding_prior_objects_card_sets_the_ladder():
+    """A library caller may encode with another prior object than the config names: its card decides."""
+    from gvc.codec import GopCodec
+    from gvc.priors import AnalyticPrior
+
+    def codec(config):
+        return GopCodec.for_encoding(AnalyticPrior(), config, width=64, height=48, fps=25)
+
+    named_default = CodecConfig(mode="i2v", quality=8)
+    assert named_default.residual_step is None  # the default prior's card
+    assert codec(named_default).config.residual_step == levers("i2v", 8).residual_step  # the analytic prior has none
+    assert codec(CodecConfig(mode="i2v", quality=8, residual_step=None)).config.residual_step is None  # as given
+    assert codec(CodecConfig(mode="i2v", quality=8, residual_step=0.5)).config.residual_step == 0.5
+    card = {"ladder": {"i2v_residual": False}}
+    assert CodecConfig(mode="i2v", prior="analytic").for_prior_card(card).residual_step is None
 
 
 def test_cli_levers_follow_quality_and_flags_override():
@@ -60,7 +100,8 @@ def test_cli_levers_follow_quality_and_flags_override():
         return config_from_args(build_parser().parse_args(["encode", "in.y4m", "-o", "out.mkv", *flags]))
 
     assert config("--quality", "32").anchor_quality == levers("i2v", 32).anchor_quality
-    assert config("--quality", "32", "--residual-step", "0").residual_step is None
+    assert config("--quality", "32", "--prior", "analytic").residual_step == levers("i2v", 32).residual_step
+    assert config("--quality", "32", "--prior", "analytic", "--residual-step", "0").residual_step is None
     assert config("--quality", "2", "--anchor-quality", "70", "--residual-step", "0.3").anchor_quality == 70.0
 
 

@@ -6,7 +6,7 @@
 Default inputs, when neither ``--rd`` nor ``--bench`` is given: every ``benchmarks/rd*.json`` (tools.rd),
 ``benchmarks/bench_*.json`` (tools.bench), ``benchmarks/wan_*.json`` (tools.bench_wan), the
 ``benchmarks/codebook_*.json`` runs with every search path side by side (tools.bench_codebook) and
-``benchmarks/codebook_family_rd.json`` (tools.family_rd) and ``benchmarks/gop_batch_*.json``
+``benchmarks/codebook_family_rd*.json`` (tools.family_rd, one per mode) and ``benchmarks/gop_batch_*.json``
 (tools.bench_gop_batch); otherwise only the files given.
 Each section gives the exact command that produced its JSON, the software it ran with (ffmpeg's
 ``-version`` line, Python, torch, PyAV, numpy, gvc), the tables, and links to the PNG plots.
@@ -253,11 +253,15 @@ def codebook_section(path: Path, data: dict, out: Path) -> list[str]:
 
 def family_section(path: Path, data: dict, out: Path) -> list[str]:
     """tools.family_rd: the Hadamard codebook family against the Gaussian one at equal settings."""
-    lines = [f"## Codebook families at equal settings: `{_rel(path, out)}`", "",
+    d = data["differences"]
+    qualities = ",".join(str(q) for q in sorted({r["quality"] for r in data["rows"]}))
+    lines = [f"## Codebook families at equal settings, {data['mode'].upper()}: `{_rel(path, out)}`", "",
              f"Prior `{data['prior']}`, mode {data['mode']}, {data['size']}, {data['frames']} frames "
-             f"(`python -m tools.family_rd`). Mean PSNR difference (hadamard − gaussian) "
-             f"{data['mean_psnr_difference']:+.4f} dB, mean VMAF difference {data['mean_vmaf_difference']:+.3f} "
-             "(the default stays Gaussian unless the structured family is within 0.1 dB and 0.5 VMAF at equal bits).", ""]
+             f"(`python -m tools.family_rd --mode {data['mode']} --qualities {qualities}`). Hadamard − gaussian: "
+             f"PSNR mean {data['mean_psnr_difference']:+.4f} dB, worst {min(x['psnr_hadamard_minus_gaussian'] for x in d):+.4f} dB; "
+             f"VMAF mean {data['mean_vmaf_difference']:+.3f}, worst {min(x['vmaf_hadamard_minus_gaussian'] for x in d):+.3f}; "
+             f"bytes ratio {min(x['bytes_ratio'] for x in d):.4f}–{max(x['bytes_ratio'] for x in d):.4f} "
+             "(issue 15's rule for the default: within 0.1 dB PSNR and 0.5 VMAF at equal bits).", ""]
     rows = [[r["clip"], r["quality"], r["family"], r["bytes"], r["bpp"], r["psnr"], r["vmaf"], r["encode_seconds"]]
             for r in data["rows"]]
     return lines + table(["clip", "quality", "family", "bytes", "bpp", "PSNR", "VMAF", "enc s"], rows)
@@ -278,7 +282,7 @@ def gop_batch_section(path: Path, data: dict, out: Path) -> list[str]:
 
 
 SPEED_SECTIONS = (("wan_*.json", wan_section), ("codebook_*.json", codebook_section),
-                  ("codebook_family_rd.json", family_section), ("gop_batch_*.json", gop_batch_section))
+                  ("codebook_family_rd*.json", family_section), ("gop_batch_*.json", gop_batch_section))
 
 
 def write_report(out: Path = DEFAULT_OUT, rd_paths: list[Path] | None = None,
@@ -296,7 +300,7 @@ def write_report(out: Path = DEFAULT_OUT, rd_paths: list[Path] | None = None,
         lines += bench_section(Path(p), json.loads(Path(p).read_text()), out)
     for pattern, section in SPEED_SECTIONS if everything else ():
         for p in sorted((ROOT / "benchmarks").glob(pattern)):
-            if section is codebook_section and p.name == "codebook_family_rd.json":
+            if section is codebook_section and p.name.startswith("codebook_family_rd"):
                 continue
             lines += section(p, json.loads(p.read_text()), out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,12 +9,9 @@ from __future__ import annotations
 import os
 
 from ..errors import ParameterError
-from ..zoo import MODELS, ZOO_DIR, model_dir
+from ..zoo import DEFAULT_PRIOR, MODELS, ZOO_DIR, model_dir
 from .analytic import AnalyticPrior
 from .base import COMPUTE_DTYPES, DTYPE_CHOICES, Conditioning, FlowPrior, LatentGeometry, resolve_compute_dtype
-
-# The shipped learned prior (gvc/zoo/, docs/models.md); the analytic prior is the floor it must beat.
-DEFAULT_PRIOR = "gvc-wan-small-v1"
 
 _BUILTIN = {"analytic": AnalyticPrior, AnalyticPrior.name: AnalyticPrior}
 

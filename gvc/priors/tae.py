@@ -25,7 +25,8 @@ import torch
 from gvc.errors import ParameterError
 from gvc.priors.base import Conditioning, pin_thread_dependent_convs
 from gvc.priors import taef2
-from gvc.priors.wan import (CARD_FILE, WanLatentGeometry, _first_line, _load_diffusers, hash_folder_files,
+from gvc.zoo import read_card
+from gvc.priors.wan import (WanLatentGeometry, _first_line, _load_diffusers, hash_folder_files,
                             null_text_embedding)
 
 _EXTRA_KEY = "tae"
@@ -87,7 +88,7 @@ class TaeFlowPrior:
         root = Path(local_dir)
         ae = root / "autoencoder"
         try:
-            card = json.loads((root / CARD_FILE).read_text())
+            card = read_card(root)
             stats = json.loads((ae / "config.json").read_text())
             encoder, decoder = taef2.encoder(), taef2.decoder()
             for module, name in ((encoder, "encoder"), (decoder, "decoder")):

@@ -36,7 +36,6 @@ only when ftfy is installed (it changes nothing for well-formed text). Guidance 
 from __future__ import annotations
 
 import html
-import json
 import os
 import re
 import types
@@ -50,8 +49,8 @@ from gvc.kernels import adaln_triton, rope_triton
 from gvc.priors.base import (COMPUTE_DTYPES, Conditioning, LatentGeometry, check_compute_dtype,
                              pin_thread_dependent_convs, torch_dtype)
 from gvc.priors.hashcache import cached_sha256
+from gvc.zoo import read_card
 
-CARD_FILE = "gvc_prior.json"  # optional GVC model card: {"name": ..., "conditioning": ["none", "first", ...]}
 TEXT_LEN = 512  # the Wan transformer's cross-attention splits image/text tokens assuming 512 text tokens
 _EXTRA_KEY = "wan"  # cond.extra[_EXTRA_KEY] holds the prepared tensors
 
@@ -278,14 +277,8 @@ class WanPrior:
             proc_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
             image_processor = _load(proc_cls, root / "image_processor", None)
 
-        card = {}
-        if (root / CARD_FILE).is_file():
-            try:
-                card = json.loads((root / CARD_FILE).read_text())
-            except ValueError as e:
-                raise ParameterError(f"{root / CARD_FILE}: not JSON ({_first_line(e)})") from e
         return cls(
-            card=card,
+            card=read_card(root),
             root=root,
             transformer=transformer,
             vae=vae,
