@@ -9,7 +9,7 @@ listed for it, nothing above.
                      inspection) over the codec and container
     core             the codec (config, gop, sampler, codebook, entropy, anchors, priors, zoo, metrics,
                      ratecontrol, codec); reads and writes no files and never imports ffmpeg_bridge, with
-                     its own order: config/metrics < the rest < sampler/ratecontrol < codec
+                     its own order: config/metrics/zoo < the rest < sampler/ratecontrol < codec
     ffmpeg_bridge    ffmpeg and video files (ffmpeg_bridge/); may hand other tracks to container/'s Matroska
     container        the bitstream and its containers (container/)
     ground           gvc.errors, gvc._version (and the gvc package, which only re-exports the version)
@@ -42,8 +42,9 @@ ALLOWED = {  # layer -> the layers below it that it may import
     "tools": {"ground", "container", "ffmpeg_bridge", "core", "pipeline", "cli"},
 }
 CORE_ORDER = {  # inside the core: a module imports only ranks up to its own
-    "gvc.config": 0, "gvc.metrics": 0, "gvc.dtypes": 0, "gvc.ladder": 0,
-    "gvc.gop": 1, "gvc.segments": 1, "gvc.seek": 1, "gvc.codebook": 1, "gvc.codebook_hadamard": 1, "gvc.kernels": 1, "gvc.entropy": 1, "gvc.anchors": 1, "gvc.priors": 1, "gvc.zoo": 1,
+    # gvc.zoo: the registry of shipped models and their cards (stdlib only), which the config's ladder reads
+    "gvc.config": 0, "gvc.metrics": 0, "gvc.dtypes": 0, "gvc.ladder": 0, "gvc.zoo": 0,
+    "gvc.gop": 1, "gvc.segments": 1, "gvc.seek": 1, "gvc.codebook": 1, "gvc.codebook_hadamard": 1, "gvc.kernels": 1, "gvc.entropy": 1, "gvc.anchors": 1, "gvc.priors": 1,
     "gvc.sampler": 2, "gvc.ratecontrol": 2,
     "gvc.codec": 3,
 }
