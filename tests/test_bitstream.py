@@ -407,7 +407,7 @@ def test_v3_headers_are_read_with_an_fp32_autoencoder():
 # -- decoding: same frames as the v2 era, M_tail, unsupported header values ---------------------------
 
 # MD5 of the decoded y4m of `gvc encode carphone --prior analytic --frames 9 --gop-length 5 --steps 6 --ode-tail 1
-# --mode MODE --quality Q`, produced by the v2 codec (main at 3b42526, before bitstream v3) on the reference machine.
+# --mode MODE --quality Q` (gaussian codebook), produced by the v2 codec (main at 3b42526, before bitstream v3) on the reference machine.
 V2_ERA_DECODES = {
     ("t2v", 8): "5d46ccc6160ff0fe0e3170bffb025fae",
     ("i2v", 8): "98d8e1e1f18a19f644c20c1eeabdfbd6",
@@ -420,7 +420,8 @@ def _encode(clip, tmp_path, mode, quality, name="s.gvc"):
     out = tmp_path / name
     assert main(["encode", str(clip), "-o", str(out), "--mode", mode, "--quality", str(quality), "--prior", "analytic",
                  "--frames", "9", "--gop-length", "5", "--steps", "6", "--ode-tail", "1", "-q",
-                 "--anchor-quality", "50", "--residual-step", "0.35"]) == 0  # the levers before the quality ladder
+                 "--anchor-quality", "50", "--residual-step", "0.35",  # the levers before the quality ladder
+                 "--codebook-family", "gaussian"]) == 0  # the family before hadamard became the default
     return out
 
 

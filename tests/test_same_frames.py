@@ -18,8 +18,9 @@ from gvc.pipeline import decode_stream, encode_stream
 from tests.frame_sink import FrameSink
 
 FAST = dict(quality=2, gop_length=5, steps=4, ode_tail=1, prior="analytic")  # tests/test_cli.py's FAST settings
-# The levers as they were before issue 20's quality ladder made them follow the knob: the settings stay the same.
-BEFORE_LEVERS = dict(residual_step=0.35, anchor_quality=50.0)
+# The levers as they were before issue 20's quality ladder made them follow the knob, and the codebook family
+# before hadamard became the default: the settings stay the same.
+BEFORE_SETTINGS = dict(residual_step=0.35, anchor_quality=50.0, codebook_family="gaussian")
 BEFORE = {  # case -> (config, frames read, MD5 of the decoded frames, frames decoded)
     "t2v": (dict(mode="t2v"), 8, "624643b051209e447b913296421df59c", 8),
     "i2v": (dict(mode="i2v"), 8, "f88d03753cf605e5f533160ccd7ead5c", 8),
@@ -40,7 +41,7 @@ def test_decoded_frames_are_those_of_before_the_redesign(tmp_path, clip, case):
     settings, n, md5, frames = BEFORE[case]
     out, got = tmp_path / "s.mkv", FrameSink()
     with VideoReader(clip("carphone_176x144.mp4"), max_frames=n) as reader:
-        encode_stream(reader, out, CodecConfig(**{**FAST, **BEFORE_LEVERS, **settings}))
+        encode_stream(reader, out, CodecConfig(**{**FAST, **BEFORE_SETTINGS, **settings}))
     report = decode_stream(out, lambda header: got, DecodeConfig())
     assert report.events == []
     digest = hashlib.md5(b"".join(np.ascontiguousarray(f).tobytes() for f in got.frames)).hexdigest()

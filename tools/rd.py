@@ -188,10 +188,11 @@ def prepare_source(clip: Path, frames: int, size_spec: str, work: Path) -> Sourc
 # -- points ------------------------------------------------------------------------------------------------
 
 def point_key(p: dict, levers: bool = True) -> str:
-    """What identifies a point for resuming: clip, codec, parameters, frame count and size, and the levers a GVC
-    quality value sets (a changed ladder measures the point again; ``levers=False``: the point it replaces)."""
+    """What identifies a point for resuming: clip, codec, parameters, frame count and size, and the levers and
+    codebook family a GVC quality value gets (a changed ladder or default family measures the point again;
+    ``levers=False``: the point it replaces)."""
     fields = ("clip", "codec", "prior", "param", "value", "preset", "steps", "frames", "size", "codebook_span", "pinned")
-    return json.dumps({k: p.get(k) for k in fields + (("levers",) if levers else ())}, sort_keys=True)
+    return json.dumps({k: p.get(k) for k in fields + (("levers", "codebook_family") if levers else ())}, sort_keys=True)
 
 
 def planned_points(sources: list[Source], args, prior_ids: dict[str, str]) -> list[dict]:
@@ -205,7 +206,8 @@ def planned_points(sources: list[Source], args, prior_ids: dict[str, str]) -> li
                              "prior_arg": prior, "param": "quality", "value": q, "steps": args.steps,
                              **({"codebook_span": args.codebook_span} if args.codebook_span is not None else {}),
                              **({"pinned": pinned_levers(args, mode)} if pinned_levers(args, mode) else {})}
-                    points.append({**point, "levers": gvc_config(point, args.device).levers()})
+                    config = gvc_config(point, args.device)
+                    points.append({**point, "levers": config.levers(), "codebook_family": config.codebook_family})
         for name in args.codecs:
             c = CLASSICAL[name]
             for v in args.params[name]:
