@@ -247,40 +247,41 @@ def warm_digest(prior_dir: Path, a) -> float:
 
 
 KERNELS = ("rope_triton", "adaln_triton")  # gvc.kernels modules WanPrior installs on CUDA
-VARIANTS = {  # name -> (kernels left out, VAE dtype); "fused" is the shipped path
-    "fused": ((), None),
-    "eager-rope": (("rope_triton",), None),  # diffusers' own RoPE
-    "eager-adaln": (("adaln_triton",), None),  # diffusers' own modulations and gated residuals
-    "eager-kernels": (KERNELS, None),  # diffusers' forward throughout
-    "vae-fp32": ((), "fp32"),  # the VAE in float32 (the default before autoencoder_dtype, bitstream v4)
+VARIANTS = {  # name -> (kernels left out, VAE dtype, codebook family); "fused" is the shipped path
+    "fused": ((), None, None),
+    "eager-rope": (("rope_triton",), None, None),  # diffusers' own RoPE
+    "eager-adaln": (("adaln_triton",), None, None),  # diffusers' own modulations and gated residuals
+    "eager-kernels": (KERNELS, None, None),  # diffusers' forward throughout
+    "vae-fp32": ((), "fp32", None),  # the VAE in float32 (the default before autoencoder_dtype, bitstream v4)
+    "gaussian": ((), None, "gaussian"),  # the paper's Gaussian codebook (the default before hadamard)
 }
 
 
 @contextmanager
 def variant(name: str):
-    """Run a case as variant ``name`` (VARIANTS); yields the VAE dtype it asks for (None: --vae-dtype's)."""
+    """Run a case as variant ``name`` (VARIANTS); yields the settings it asks for (VAE dtype, codebook family)."""
     import importlib
 
     if name not in VARIANTS:
         raise SystemExit(f"unknown variant {name!r} ({', '.join(VARIANTS)})")
-    left_out, vae_dtype = VARIANTS[name]
+    left_out, vae_dtype, family = VARIANTS[name]
     modules = [importlib.import_module(f"gvc.kernels.{k}") for k in left_out]
     installs = [m.install for m in modules]
     for m in modules:
         m.install = lambda transformer: False
     try:
-        yield vae_dtype
+        yield {k: v for k, v in (("vae_dtype", vae_dtype), ("codebook_family", family)) if v is not None}
     finally:
         for m, install in zip(modules, installs):
             m.install = install
 
 
-def run_case(mode: str, prior_dir: Path, frames, a, timer: StageTimer, work: Path, vae_dtype: str | None = None) -> dict:
+def run_case(mode: str, prior_dir: Path, frames, a, timer: StageTimer, work: Path, settings: dict | None = None) -> dict:
     from gvc.config import CodecConfig, DecodeConfig
     from gvc.pipeline import decode_stream, encode_stream
 
     cfg = CodecConfig(mode=mode, quality=a.quality, gop_length=len(frames), steps=a.steps, seed=1, prior=str(prior_dir),
-                      device=a.device, dtype=a.dtype, vae_dtype=vae_dtype or a.vae_dtype).validate()
+                      device=a.device, dtype=a.dtype, **{"vae_dtype": a.vae_dtype, **(settings or {})}).validate()
     dcfg = DecodeConfig(prior=str(prior_dir), device=a.device)
     out = work / f"{mode}.gvc"
     res = {"mode": mode, "prior": str(prior_dir.name)}
@@ -299,7 +300,7 @@ def run_case(mode: str, prior_dir: Path, frames, a, timer: StageTimer, work: Pat
         if label == "encode":
             d = r.as_dict(out.stat().st_size)
             entry.update(bytes=d["bytes"], psnr=d["psnr"], compute_dtype=r.header.compute_dtype,
-                         autoencoder_dtype=r.header.autoencoder_dtype)
+                         autoencoder_dtype=r.header.autoencoder_dtype, codebook_family=r.header.codebook_family)
         else:
             d = r.as_dict()
             entry.update(frames=d["frames"], problems=d["problems"], decode_matches_encoder=not d["problems"])
@@ -326,7 +327,8 @@ def parse_args(argv=None):
     p.add_argument("--work", default=None, help="folder for the random weights (default: a temporary one)")
     p.add_argument("--variants", default="fused,eager-adaln,vae-fp32",
                    help=f"run side by side, alternating per mode: {', '.join(VARIANTS)} (fused: the shipped path; "
-                        "eager-X: without the gvc.kernels.X kernel; vae-fp32: the VAE in float32)")
+                        "eager-X: without the gvc.kernels.X kernel; vae-fp32: the VAE in float32; gaussian: the "
+                        "Gaussian codebook family)")
     p.add_argument("--json", metavar="FILE")
     return p.parse_args(argv)
 
@@ -367,8 +369,8 @@ def main(argv=None) -> int:
                 if prior_dir.name not in res["cold_hash_seconds"]:
                     res["cold_hash_seconds"][prior_dir.name] = warm_digest(prior_dir, a)
                 for name in a.variants.split(","):
-                    with variant(name) as vae_dtype:
-                        res["runs"].append(dict(run_case(mode, prior_dir, frames, a, timer, work, vae_dtype), variant=name))
+                    with variant(name) as settings:
+                        res["runs"].append(dict(run_case(mode, prior_dir, frames, a, timer, work, settings), variant=name))
                     if a.json:  # written after each run, so a run cut short keeps what it measured
                         Path(a.json).write_text(json.dumps(res, indent=2) + "\n")
     finally:
