@@ -131,12 +131,12 @@ def signed_sum(key: int, indices: np.ndarray, signs: list[bool], dim: int, devic
     whatever the order of the additions, so this equals the sequential ascending sum bit for bit."""
     n = transform_size(dim)
     z = torch.zeros(dim, dtype=torch.float32, device=device)
-    idx = [int(i) for i in indices]
-    for c in sorted({k // n for k in idx}):
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    values = np.where(np.asarray(signs, dtype=bool), 1.0, -1.0).astype(np.float32)
+    for c in np.unique(idx // n).tolist():
+        chosen = idx // n == c  # one scatter per scramble (the indices are distinct), not one write per atom
         v = torch.zeros(n, dtype=torch.float32, device=device)
-        for k, sg in zip(idx, signs):
-            if k // n == c:
-                v[k % n] = 1.0 if sg else -1.0
+        v[torch.from_numpy(idx[chosen] % n).to(device)] = torch.from_numpy(values[chosen]).to(device)
         pos, sign = scramble(key, c, dim, device)
         z += sign * fwht(v)[pos]
     return z
