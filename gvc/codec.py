@@ -149,12 +149,14 @@ def check_supported(header: SequenceHeader, prior: FlowPrior) -> None:
     """The decoder replays the encoder's arithmetic: the prior's transformer and autoencoder must compute in the
     dtypes the stream records (gvc.priors.load_prior loads it so from the header). Both codebook families are
     implemented."""
-    for network, field, option in (("transformer", "compute_dtype", "dtype"), ("autoencoder", "autoencoder_dtype", "vae_dtype")):
+    for network, field, option in (("transformer", "compute_dtype", "dtype"),
+                                   ("autoencoder", "autoencoder_dtype", "vae_dtype")):
         want, have = getattr(header, field), getattr(prior, field, None)
         if (have or "fp32") == want:
             continue
         if have is None:  # a prior without a choice of arithmetic
-            raise PriorMismatchError(f"stream needs {want} {network} arithmetic; prior '{prior.name}' computes in fp32 only")
+            raise PriorMismatchError(f"stream needs {want} {network} arithmetic; prior '{prior.name}' "
+                                     "computes in fp32 only")
         raise PriorMismatchError(f"stream needs {want} {network} arithmetic; the prior computes in {have}: "
                                  f"load it with {option}={want!r}")
 

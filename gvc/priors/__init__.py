@@ -52,7 +52,9 @@ def load_prior(name_or_path: str | None = "default", *, device="cpu", header=Non
     and ``vae_dtype`` (the autoencoder's), so the decoder replays the encoder's arithmetic. Both are one of
     DTYPE_CHOICES ('auto' = bf16 on CUDA, fp32 elsewhere) and only Diffusers Wan folders use them, the other
     priors compute in fp32."""
-    recorded = (header_compute_dtype(header), header_compute_dtype(header, "autoencoder_dtype")) if header is not None else (None, None)
+    recorded = (None, None)
+    if header is not None:
+        recorded = (header_compute_dtype(header), header_compute_dtype(header, "autoencoder_dtype"))
     dtypes = tuple(resolve_compute_dtype(r or d, device) for r, d in zip(recorded, (dtype, vae_dtype)))
     if name_or_path is None and header is not None:
         return _registered(header.prior_id, device, dtypes)
