@@ -26,6 +26,12 @@ def torch_dtype(name: str) -> torch.dtype:
     return _TORCH_DTYPES[name]
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """The COMPUTE_DTYPES name of a torch dtype, torch_dtype's inverse (float64 models count as fp32: no stream
+    records them)."""
+    return next((name for name, t in _TORCH_DTYPES.items() if t == dtype), "fp32")
+
+
 # -- thread-count independence (docs/models.md, "Thread count") ----------------------------------------------
 # The decoder must output the encoder's frames whatever torch.get_num_threads() is on either side. Most CPU
 # kernels split work over outputs, not over a sum, so their results do not depend on the thread count; the

@@ -47,7 +47,7 @@ import torch
 from gvc.errors import ParameterError
 from gvc.kernels import adaln_triton, rope_triton
 from gvc.priors.base import (COMPUTE_DTYPES, Conditioning, LatentGeometry, check_compute_dtype,
-                             pin_thread_dependent_convs, torch_dtype)
+                             dtype_name, pin_thread_dependent_convs, torch_dtype)
 from gvc.priors.hashcache import cached_sha256
 from gvc.zoo import read_card
 
@@ -160,7 +160,7 @@ class WanPrior:
         self.image_processor = image_processor
         self.bf16_transformer = bool(bf16_transformer)
         self._requested_dtype = "bf16" if self.bf16_transformer else compute_dtype
-        self.autoencoder_dtype = _dtype_name(vae.dtype)  # what the VAE computes in (streams record it)
+        self.autoencoder_dtype = dtype_name(vae.dtype)  # what the VAE computes in (streams record it)
         self.text_encoder_device = torch.device(text_encoder_device) if text_encoder_device is not None else None
 
         vcfg, tcfg = vae.config, transformer.config
@@ -506,11 +506,6 @@ class WanPrior:
             return_dict=False,
         )[0]
         return out[0].float()
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    """COMPUTE_DTYPES name of a torch dtype (float64 models count as fp32: no stream records them)."""
-    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
 
 
 def _check_dtype_name(name: str) -> None:
