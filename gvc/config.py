@@ -98,7 +98,7 @@ class CodecConfig:
         if self.anchor_quality == LADDER:
             self.anchor_quality = chosen.anchor_quality
 
-    def for_prior_card(self, card: dict | None, prior: str = "prior") -> "CodecConfig":
+    def for_prior_card(self, card: dict | None, prior: str) -> "CodecConfig":
         """This config with the ladder settings of a loaded prior's card (GopCodec.for_encoding: the prior object
         is what encodes, whatever ``self.prior`` names); levers the caller set stay as they are."""
         from .ladder import levers

@@ -90,7 +90,7 @@ def test_the_encoding_prior_objects_card_sets_the_ladder():
     assert codec(CodecConfig(mode="i2v", quality=8, residual_step=None)).config.residual_step is None  # as given
     assert codec(CodecConfig(mode="i2v", quality=8, residual_step=0.5)).config.residual_step == 0.5
     card = {"ladder": {"i2v_residual": False}}
-    assert CodecConfig(mode="i2v", prior="analytic").for_prior_card(card).residual_step is None
+    assert CodecConfig(mode="i2v", prior="analytic").for_prior_card(card, "x").residual_step is None
 
 
 def test_cli_levers_follow_quality_and_flags_override():

@@ -30,7 +30,7 @@ def autoencoder_dtype_of(prior) -> str:
     return getattr(prior, "autoencoder_dtype", "fp32")
 
 
-def header_compute_dtype(header, field: str = "compute_dtype") -> str | None:
+def recorded_dtype(header, field: str) -> str | None:
     """The dtype a stream's header records in ``field`` (compute_dtype or autoencoder_dtype; None for a header
     object without the field)."""
     code = getattr(header, field, None)
@@ -54,7 +54,7 @@ def load_prior(name_or_path: str | None = "default", *, device="cpu", header=Non
     priors compute in fp32."""
     recorded = (None, None)
     if header is not None:
-        recorded = (header_compute_dtype(header), header_compute_dtype(header, "autoencoder_dtype"))
+        recorded = (recorded_dtype(header, "compute_dtype"), recorded_dtype(header, "autoencoder_dtype"))
     dtypes = tuple(resolve_compute_dtype(r or d, device) for r, d in zip(recorded, (dtype, vae_dtype)))
     if name_or_path is None and header is not None:
         return _registered(header.prior_id, device, dtypes)
@@ -96,4 +96,4 @@ def _from_folder(path, device, dtypes: tuple[str, str]) -> FlowPrior:
 
 
 __all__ = ["AnalyticPrior", "Conditioning", "FlowPrior", "LatentGeometry", "load_prior", "available",
-           "COMPUTE_DTYPES", "DTYPE_CHOICES", "autoencoder_dtype_of", "compute_dtype_of", "header_compute_dtype"]
+           "COMPUTE_DTYPES", "DTYPE_CHOICES", "autoencoder_dtype_of", "compute_dtype_of", "recorded_dtype"]
